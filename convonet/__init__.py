@@ -1,0 +1,1 @@
+"""Convonet: shared code for the edge, the worker and the command-line tool."""

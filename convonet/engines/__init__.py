@@ -1,0 +1,1 @@
+"""Engine interfaces (LLM, calendar, speech) with their adapters, chosen by settings."""

@@ -1,0 +1,1 @@
+"""Calendar engines: local tables by default, Google Calendar when configured."""

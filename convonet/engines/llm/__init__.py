@@ -1,0 +1,1 @@
+"""LLM engines: one interface, the embedded intent model and Claude."""

@@ -1,0 +1,125 @@
+"""All configuration, read from the environment or `.env` (see `.env.example`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development defaults for secrets. They make `make run` work with no set-up and are
+# refused in production, so a forgotten secret can never ship.
+DEV_PIN_PEPPER = "dev-only-pin-pepper-change-me"
+DEV_SESSION_SECRET = "dev-only-session-secret-change-me"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    convonet_env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "convonet"
+    temporal_ui_port: int = Field(8233, ge=1, le=65535)
+
+    # Storage
+    database_url: str | None = None
+    redis_url: str | None = None
+    embedded_redis_port: int = Field(6390, ge=1, le=65535)
+
+    # Edge
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
+
+    # Secrets
+    pin_pepper: str = DEV_PIN_PEPPER
+    session_secret: str = DEV_SESSION_SECRET
+
+    # Conversation behaviour
+    session_ttl_s: int = Field(3600, gt=0)
+    idle_timeout_s: int = Field(300, gt=0)
+    max_turn_chars: int = Field(2000, gt=0)
+    max_pin_failures_per_conversation: int = Field(5, gt=0)
+    max_pin_failures_per_address: int = Field(10, gt=0)
+    address_lockout_s: int = Field(300, gt=0)
+    default_timezone: str = "UTC"
+
+    # LLM: Claude when a key is set, else the embedded intent model
+    anthropic_api_key: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_base_url: str | None = None
+
+    # Speech (voice issue)
+    deepgram_api_key: str | None = None
+
+    # Agent leg: Twilio + FusionPBX when set, else built-in dashboard mode
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    fusionpbx_domain: str | None = None
+    fusionpbx_wss_url: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Calendar: Google when credentials are set, else local tables
+    google_calendar_credentials_file: Path | None = None
+    google_calendar_token_file: Path | None = None
+    google_calendar_id: str = "primary"
+
+    # Fault injection for the durability tests and `make chaos`; zero in normal runs.
+    fault_tool_delay_after_commit_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.convonet_env == "production":
+            if self.pin_pepper == DEV_PIN_PEPPER:
+                raise ValueError("PIN_PEPPER must be set to a secret value in production")
+            if self.session_secret == DEV_SESSION_SECRET:
+                raise ValueError("SESSION_SECRET must be set to a secret value in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'convonet.db').resolve()}"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def is_production(self) -> bool:
+        return self.convonet_env == "production"
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(p) for p in first.get("loc", ())).upper()
+    message = first.get("msg", "invalid value")
+    return f"{name}: {message}" if name else message
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(f"configuration error: {_describe(error)}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
