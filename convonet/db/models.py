@@ -38,21 +38,21 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e])
 
 
-class TeamRole(str, enum.Enum):
+class TeamRole(enum.StrEnum):
     OWNER = "owner"
     ADMIN = "admin"
     MEMBER = "member"
     VIEWER = "viewer"
 
 
-class Priority(str, enum.Enum):
+class Priority(enum.StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     URGENT = "urgent"
 
 
-class AgentState(str, enum.Enum):
+class AgentState(enum.StrEnum):
     READY = "ready"
     NOT_READY = "not-ready"
     ON_CALL = "on-call"
