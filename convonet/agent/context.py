@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from pydantic import BaseModel
 
 
@@ -14,4 +17,14 @@ class TurnContext(BaseModel):
     user_id: int
     user_name: str
     timezone: str = "UTC"
+    # UTC instant set by the workflow; activities call `localized()` before use.
     now_iso: str
+
+    def localized(self) -> TurnContext:
+        """The same context with `now_iso` in the caller's time zone (unknown zone: UTC)."""
+        try:
+            zone: tzinfo = ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = UTC
+        now = datetime.fromisoformat(self.now_iso).astimezone(zone)
+        return self.model_copy(update={"now_iso": now.isoformat()})

@@ -1,0 +1,43 @@
+# Two commands do all set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck format lock clean
+
+run: install
+	$(VENV)/bin/convonet migrate
+	$(VENV)/bin/convonet seed
+	exec $(VENV)/bin/convonet dev
+
+test: install
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Convonet needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy convonet workflows activities api worker.py
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^convonet' > requirements.lock
+
+clean:
+	rm -rf $(VENV) var

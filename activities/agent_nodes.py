@@ -1,0 +1,74 @@
+"""The agent graph's nodes. Each runs as its own Temporal activity via the LangGraph plugin."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.messages import ToolMessage, convert_to_messages
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+
+from activities import runtime
+from convonet.agent.context import TurnContext
+from convonet.agent.messages import to_dict
+from convonet.agent.tool_result import ToolResult
+from convonet.agent.tool_specs import TOOL_SPECS
+from convonet.db.models import ToolExecution
+from convonet.db.session import session_scope
+from convonet.engines.llm.base import LlmError
+from convonet.services.dispatch import execute_tool
+
+
+async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
+    rt = runtime.current()
+    context = TurnContext.model_validate(state["context"]).localized()
+    messages = convert_to_messages(state["messages"])
+    try:
+        reply = await rt.chat_model.respond(messages, TOOL_SPECS, context)
+    except LlmError as error:
+        # Retried by Temporal per the node's retry policy; the message carries no secrets.
+        raise RuntimeError(f"LLM {rt.chat_model.name} failed: {error}") from None
+    return {"messages": [to_dict(reply)]}
+
+
+def idempotency_key(context: TurnContext, tool_call_id: str) -> str:
+    return f"{context.workflow_id}:{context.turn}:{tool_call_id}"
+
+
+async def tool_node(task: dict[str, Any]) -> dict[str, Any]:
+    """Runs one tool call as the authenticated caller, exactly once per idempotency key."""
+    rt = runtime.current()
+    context = TurnContext.model_validate(task["context"]).localized()
+    call = task["call"]
+    key = idempotency_key(context, call["id"])
+    try:
+        result = await _execute_once(context, call, key)
+    except IntegrityError:
+        # A concurrent attempt committed first; its stored result is the answer.
+        result = await _execute_once(context, call, key)
+    delay = rt.settings.fault_tool_delay_after_commit_s
+    if delay:
+        await asyncio.sleep(delay)
+    message = ToolMessage(
+        content=result.model_dump_json(), tool_call_id=call["id"], name=call["name"]
+    )
+    return {"messages": [to_dict(message)]}
+
+
+async def _execute_once(context: TurnContext, call: dict[str, Any], key: str) -> ToolResult:
+    rt = runtime.current()
+    async with session_scope(rt.settings.effective_database_url) as session:
+        done = await session.get(ToolExecution, key)
+        if done is not None:
+            activity.logger.info("tool %s already executed for %s", call["name"], key)
+            return ToolResult.model_validate(done.result)
+        result = await execute_tool(
+            session, context, call["name"], dict(call.get("args") or {}), rt.calendar, key
+        )
+        session.add(
+            ToolExecution(
+                key=key, user_id=context.user_id, tool=call["name"], result=result.model_dump()
+            )
+        )
+    return result

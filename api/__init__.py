@@ -1,0 +1,1 @@
+"""The edge: FastAPI REST and the Socket.IO namespaces browsers talk to."""

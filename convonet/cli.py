@@ -1,0 +1,139 @@
+"""The `convonet` command: run the product's processes and talk to a running system."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from convonet.settings import ConfigError, Settings, load_settings
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from convonet.db.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    print(f"database migrated: {_redacted(settings.effective_database_url)}")
+    return 0
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    from convonet.seed import SeedRefused, seed
+
+    try:
+        demo = asyncio.run(seed(settings))
+    except SeedRefused as error:
+        print(f"seed refused: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(demo))
+    else:
+        print("demo data ready:")
+        for user in demo["users"]:
+            print(f"  caller {user['name']:<14} PIN {user['pin']}")
+        for agent in demo["agents"]:
+            print(
+                f"  agent  {agent['name']:<14} login {agent['login']} / {agent['password']}"
+                f" (extension {agent['extension']})"
+            )
+    return 0
+
+
+def _api(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from worker import run_worker
+
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def _dev(settings: Settings, _args: argparse.Namespace) -> int:
+    from convonet.dev_supervisor import run_dev
+
+    return run_dev(settings)
+
+
+def _call(settings: Settings, args: argparse.Namespace) -> int:
+    from convonet.call_client import run_call
+
+    url = args.url or f"http://{settings.api_host}:{settings.api_port}"
+    return asyncio.run(run_call(url, args.pin, args.say, as_json=args.json))
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from convonet.replay import replay_recent
+
+    return asyncio.run(replay_recent(settings, args.latest))
+
+
+def _redacted(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convonet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
+        "dev": ("start Temporal, Redis, the worker and the API together", _dev),
+        "api": ("run the API and Socket.IO edge", _api),
+        "worker": ("run the Temporal worker", _worker),
+        "migrate": ("upgrade the database to the latest schema", _migrate),
+        "seed": ("create the demo users, team, agent and departments", _seed),
+        "call": ("talk to a running system through the caller socket", _call),
+        "replay": ("replay recent conversation histories against this code", _replay),
+    }
+    for name, (help_text, handler) in commands.items():
+        command = sub.add_parser(name, help=help_text)
+        command.set_defaults(handler=handler)
+        if name == "seed":
+            command.add_argument("--json", action="store_true", help="print credentials as JSON")
+        if name == "call":
+            command.add_argument("--pin", required=True)
+            command.add_argument("--say", action="append", default=[], help="text of one turn")
+            command.add_argument("--json", action="store_true", help="one JSON line per turn")
+            command.add_argument("--url", help="API base URL (default from settings)")
+        if name == "replay":
+            command.add_argument("--latest", type=int, default=20, help="how many histories")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Records the histories that `tests/replay/test_replay.py` replays.
+
+Run after an intentional workflow change (and review the diff):
+    .venv/bin/python -m tests.replay.record_histories
+It needs the same PostgreSQL and Redis as the test suite and starts its own Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from convonet import search_attributes
+from convonet.call_client import ScriptedCaller
+from convonet.db.migrate import upgrade
+from convonet.seed import seed
+from convonet.settings import Settings
+from tests.conftest import PG_ADMIN_DSN, REDIS_URL, TEST_PEPPER, _async_url
+from tests.system import running_system
+from workflows.conversation.models import workflow_id_for
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def _save_runs(client: Client, conversation_id: str, scenario: str) -> None:
+    workflow_id = workflow_id_for(conversation_id)
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs.sort(key=lambda e: e.start_time)
+    for index, execution in enumerate(runs, start=1):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        history = await handle.fetch_history()
+        suffix = f"-run{index}" if len(runs) > 1 else ""
+        path = HISTORIES / f"{scenario}{suffix}.json"
+        path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+        print(f"wrote {path.relative_to(Path.cwd())} ({len(history.events)} events)")
+
+
+async def _scenarios(settings: Settings) -> None:
+    async with running_system(settings) as system:
+        caller = ScriptedCaller(system.url)
+        status = await caller.connect()
+        wrong = await caller.request("authenticate", {"pin": "9999"})
+        assert wrong["data"]["ok"] is False
+        await caller.login("1234")
+        await caller.request("hang_up", {})
+        await caller.close()
+        await system.client.get_workflow_handle(workflow_id_for(status["conversation_id"])).result()
+        await _save_runs(system.client, status["conversation_id"], "failed_then_good_login")
+
+        caller = ScriptedCaller(system.url)
+        status = await caller.connect()
+        await caller.login("1234")
+        for line in (
+            "add a todo buy milk with high priority",
+            "remind me to call mom tomorrow at 5 pm",
+            "what are my todos",
+            "mark buy milk as done",
+        ):
+            await caller.say(line)
+        await caller.request("hang_up", {})
+        await caller.close()
+        await system.client.get_workflow_handle(workflow_id_for(status["conversation_id"])).result()
+        await _save_runs(system.client, status["conversation_id"], "multi_turn_tools")
+
+        caller = ScriptedCaller(system.url)
+        status = await caller.connect()
+        await caller.login("2345")
+        reply = await caller.say("transfer me to sales because I want to upgrade")
+        assert reply["state"] == "transferring", reply
+        await caller.close()
+        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        await handle.terminate("recording finished")
+        await _save_runs(system.client, status["conversation_id"], "transfer_request")
+
+    short = settings.model_copy(update={"history_event_limit": 30})
+    async with running_system(short) as system:
+        caller = ScriptedCaller(system.url)
+        status = await caller.connect()
+        await caller.login("1234")
+        for index in range(4):
+            await caller.say(f"add a todo task number {index}")
+        await caller.request("hang_up", {})
+        await caller.close()
+        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        final = await handle.result()
+        assert final.turn == 4
+        await _save_runs(system.client, status["conversation_id"], "continue_as_new")
+
+
+async def main() -> int:
+    name = f"convonet_rec_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        url = _async_url(PG_ADMIN_DSN, name)
+        await asyncio.to_thread(upgrade, url)
+        settings = Settings(
+            convonet_env="test",
+            database_url=url,
+            redis_url=REDIS_URL,
+            pin_pepper=TEST_PEPPER,
+            temporal_address=env.client.service_client.config.target_host,
+            temporal_task_queue="convonet-record",
+        )
+        await seed(settings)
+        HISTORIES.mkdir(parents=True, exist_ok=True)
+        for old in HISTORIES.glob("*.json"):
+            old.unlink()
+        await _scenarios(settings)
+    finally:
+        await env.shutdown()
+        from convonet.db.session import dispose_engines
+
+        await dispose_engines()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

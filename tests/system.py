@@ -1,0 +1,64 @@
+"""The whole product, in-process, against the test's Temporal, PostgreSQL and Redis.
+
+Worker and API run as real servers on loopback; tests talk to them through the public
+Socket.IO interface, exactly as a browser or `convonet call` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from temporalio.client import Client
+
+from api.app import create_app
+from convonet.settings import Settings
+from convonet.temporal_client import connect
+from worker import build_worker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningSystem:
+    settings: Settings
+    client: Client
+    url: str
+
+
+@asynccontextmanager
+async def run_api(settings: Settings) -> AsyncIterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def running_system(settings: Settings, with_worker: bool = True) -> AsyncIterator[RunningSystem]:
+    client = await connect(settings, with_agent_plugin=True)
+    async with run_api(settings) as url:
+        if with_worker:
+            async with build_worker(client, settings):
+                yield RunningSystem(settings, client, url)
+        else:
+            yield RunningSystem(settings, client, url)

@@ -1,0 +1,48 @@
+"""The Temporal worker: runs the conversation workflow and every activity."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import runtime
+from activities.auth import close_session, verify_pin
+from convonet.settings import Settings
+from convonet.temporal_client import connect
+from workflows.conversation.workflow import ConversationWorkflow
+
+log = logging.getLogger("convonet.worker")
+
+WORKFLOWS = [ConversationWorkflow]
+ACTIVITIES = [verify_pin, close_session]
+
+
+def build_worker(client: Client, settings: Settings) -> Worker:
+    """A worker on the configured task queue; the agent graph's node activities come from
+    the LangGraph plugin the client was connected with."""
+    runtime.configure(settings)
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings, with_agent_plugin=True)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s at %s", settings.temporal_task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("worker stopping: finishing in-flight activities")

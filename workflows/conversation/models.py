@@ -1,0 +1,116 @@
+"""Typed payloads of the conversation workflow: its input, updates, queries and results.
+
+Nothing here carries audio, PINs or session tokens; the history stays small and safe to show.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+WORKFLOW_ID_PREFIX = "conversation-"
+MAX_TURN_CHARS = 2000
+MEMORY_TURNS = 10
+TRANSCRIPT_LIMIT = 60
+
+
+def workflow_id_for(conversation_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{conversation_id}"
+
+
+class ConversationState(StrEnum):
+    AWAITING_AUTH = "awaiting-auth"
+    ACTIVE = "active"
+    TRANSFERRING = "transferring"
+    BRIDGED = "bridged"
+    ENDED = "ended"
+
+
+class Caller(BaseModel):
+    user_id: int
+    name: str
+    timezone: str = "UTC"
+
+
+class TranscriptEntry(BaseModel):
+    role: str  # "user", "assistant" or "system"
+    text: str
+    turn: int
+
+
+class TransferRequest(BaseModel):
+    department: str
+    reason: str = ""
+    extension: str = ""
+    call_record_id: int | None = None
+
+
+class CarriedState(BaseModel):
+    """Everything a conversation needs to go on after continue-as-new."""
+
+    state: ConversationState = ConversationState.AWAITING_AUTH
+    caller: Caller | None = None
+    turn: int = 0
+    pin_failures: int = 0
+    memory: list[dict[str, Any]] = Field(default_factory=list)
+    transcript: list[TranscriptEntry] = Field(default_factory=list)
+    transfer: TransferRequest | None = None
+    outcome: str = ""
+    runs: int = 1
+
+
+class ConversationInput(BaseModel):
+    conversation_id: str
+    idle_timeout_s: int = 300
+    max_pin_failures: int = 5
+    # Continue-as-new once history passes this many events (tests lower it).
+    continue_as_new_after_events: int = 2000
+    carried: CarriedState | None = None
+
+
+class ConversationStatus(BaseModel):
+    conversation_id: str
+    state: ConversationState
+    caller_name: str | None = None
+    turn: int = 0
+    transfer: TransferRequest | None = None
+    outcome: str = ""
+
+
+class AuthRequest(BaseModel):
+    # Redis key holding the PIN for a few seconds; the PIN itself never enters history.
+    pin_token: str = Field(min_length=16, max_length=64)
+    client_address: str = Field("", max_length=64)
+    # Digest of the session token the edge will hand to the browser on success.
+    session_digest: str = Field(min_length=64, max_length=64)
+
+
+class AuthResult(BaseModel):
+    ok: bool
+    reason: str = ""
+    greeting: str = ""
+    caller_name: str | None = None
+    attempts_left: int = 0
+    state: ConversationState
+
+
+class TurnRequest(BaseModel):
+    text: str
+
+
+class ToolCallSummary(BaseModel):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    ok: bool = True
+    say: str = ""
+
+
+class TurnResult(BaseModel):
+    turn: int
+    user_text: str
+    reply: str
+    tool_calls: list[ToolCallSummary] = Field(default_factory=list)
+    state: ConversationState
+    transfer: TransferRequest | None = None

@@ -1,0 +1,340 @@
+"""ConversationWorkflow: one per caller, from PIN login to hang-up.
+
+Deterministic orchestration only: PIN checks, the agent's LLM step and every tool call run
+as activities. The history holds text, ids and small facts, never audio, PINs or tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.langgraph import graph
+
+    from activities.auth import close_session, verify_pin
+    from activities.models import CloseSessionInput, PinOutcome, VerifyPinInput
+    from convonet import search_attributes as sa
+    from workflows.agent_graph import GRAPH_NAME
+    from workflows.conversation.models import (
+        MAX_TURN_CHARS,
+        MEMORY_TURNS,
+        TRANSCRIPT_LIMIT,
+        AuthRequest,
+        AuthResult,
+        CarriedState,
+        ConversationInput,
+        ConversationState,
+        ConversationStatus,
+        ToolCallSummary,
+        TranscriptEntry,
+        TransferRequest,
+        TurnRequest,
+        TurnResult,
+    )
+
+RECURSION_LIMIT = 12
+SORRY = "Sorry, I'm having trouble right now. Please try again in a moment."
+
+
+@workflow.defn
+class ConversationWorkflow:
+    @workflow.init
+    def __init__(self, input: ConversationInput) -> None:
+        self._input = input
+        self._s = input.carried or CarriedState()
+        self._touched = False
+        self._turn_lock = asyncio.Lock()
+        self._agent = graph(GRAPH_NAME).compile()
+
+    # ---- run loop ---------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: ConversationInput) -> ConversationStatus:
+        self._publish()
+        while self._s.state != ConversationState.ENDED:
+            self._touched = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._touched
+                    or self._s.state == ConversationState.ENDED
+                    or self._history_is_long(),
+                    timeout=timedelta(seconds=input.idle_timeout_s),
+                )
+            except TimeoutError:
+                if not self._turn_lock.locked():
+                    self._end("idle-timeout")
+                continue
+            if self._history_is_long() and self._s.state != ConversationState.ENDED:
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and not self._turn_lock.locked()
+                )
+                self._s.runs += 1
+                workflow.continue_as_new(input.model_copy(update={"carried": self._s}))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._s.caller is not None:
+            await workflow.execute_activity(
+                close_session,
+                CloseSessionInput(conversation_id=input.conversation_id),
+                start_to_close_timeout=timedelta(seconds=10),
+                summary="close session",
+            )
+        return self._status()
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= self._input.continue_as_new_after_events
+            or info.is_continue_as_new_suggested()
+        )
+
+    # ---- updates ----------------------------------------------------------------------
+
+    @workflow.update
+    async def attach(self) -> ConversationStatus:
+        """Used with update-with-start when a browser connects: starts or resumes."""
+        self._touched = True
+        return self._status()
+
+    @workflow.update
+    async def authenticate(self, request: AuthRequest) -> AuthResult:
+        self._touched = True
+        result = await workflow.execute_activity(
+            verify_pin,
+            VerifyPinInput(
+                conversation_id=self._input.conversation_id,
+                pin_token=request.pin_token,
+                client_address=request.client_address,
+                session_digest=request.session_digest,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary="verify PIN",
+        )
+        if result.outcome == PinOutcome.OK and result.caller is not None:
+            self._s.caller = result.caller
+            self._s.state = ConversationState.ACTIVE
+            greeting = f"Hi {result.caller.name.split()[0]}, how can I help?"
+            self._note("assistant", greeting)
+            self._publish()
+            return AuthResult(
+                ok=True, greeting=greeting, caller_name=result.caller.name, state=self._s.state
+            )
+        if result.outcome == PinOutcome.EXPIRED:
+            return AuthResult(
+                ok=False,
+                reason="The PIN took too long to check. Please enter it again.",
+                attempts_left=self._attempts_left(),
+                state=self._s.state,
+            )
+        self._s.pin_failures += 1
+        if result.outcome == PinOutcome.LOCKED:
+            minutes = max(1, (result.locked_for_s + 59) // 60)
+            reason = f"Too many wrong PINs from this device. Try again in {minutes} minutes."
+        else:
+            reason = "That PIN is not right."
+        if self._attempts_left() == 0:
+            reason += " Too many attempts: this call is ending."
+            self._end("auth-failed")
+        self._publish()
+        return AuthResult(
+            ok=False, reason=reason, attempts_left=self._attempts_left(), state=self._s.state
+        )
+
+    @authenticate.validator
+    def _validate_authenticate(self, request: AuthRequest) -> None:
+        if self._s.state == ConversationState.ENDED:
+            raise ValueError("This conversation has ended.")
+        if self._s.state != ConversationState.AWAITING_AUTH:
+            raise ValueError("Already logged in.")
+
+    @workflow.update
+    async def turn(self, request: TurnRequest) -> TurnResult:
+        self._touched = True
+        async with self._turn_lock:
+            return await self._run_turn(request.text.strip())
+
+    @turn.validator
+    def _validate_turn(self, request: TurnRequest) -> None:
+        if self._s.state == ConversationState.AWAITING_AUTH:
+            raise ValueError("Please log in with your PIN first.")
+        if self._s.state == ConversationState.ENDED:
+            raise ValueError("This conversation has ended.")
+        if self._s.state != ConversationState.ACTIVE:
+            raise ValueError(f"The assistant is paused while the call is {self._s.state}.")
+        text = request.text.strip()
+        if not text:
+            raise ValueError("The message is empty.")
+        if len(text) > MAX_TURN_CHARS:
+            raise ValueError(f"The message is too long (over {MAX_TURN_CHARS} characters).")
+
+    # ---- signals and queries ----------------------------------------------------------
+
+    @workflow.signal
+    def hang_up(self) -> None:
+        self._touched = True
+        if self._s.state != ConversationState.ENDED:
+            self._end("hung-up")
+
+    @workflow.query
+    def status(self) -> ConversationStatus:
+        return self._status()
+
+    @workflow.query
+    def transcript(self) -> list[TranscriptEntry]:
+        return list(self._s.transcript)
+
+    # ---- the agent turn ---------------------------------------------------------------
+
+    async def _run_turn(self, text: str) -> TurnResult:
+        caller = self._s.caller
+        assert caller is not None  # the validator only admits turns after login
+        self._s.turn += 1
+        turn = self._s.turn
+        self._note("user", text)
+        workflow.set_current_details(f"**{caller.name}**, turn {turn}: “{text[:80]}”")
+        human = {"type": "human", "content": text}
+        context = {
+            "conversation_id": self._input.conversation_id,
+            "workflow_id": workflow.info().workflow_id,
+            "turn": turn,
+            "user_id": caller.user_id,
+            "user_name": caller.name,
+            "timezone": caller.timezone,
+            "now_iso": workflow.now().isoformat(),
+        }
+        try:
+            output = await self._agent.ainvoke(
+                {"messages": [*self._s.memory, human], "context": context},
+                config={"recursion_limit": RECURSION_LIMIT},
+            )
+            produced: list[dict[str, Any]] = output["messages"][len(self._s.memory) + 1 :]
+        except Exception as error:  # a failed step must not end the call
+            workflow.logger.warning("turn %s failed: %s: %s", turn, type(error).__name__, error)
+            produced = []
+        reply, calls = _digest(produced)
+        if not reply:
+            reply = SORRY
+        transfer = self._transfer_from(produced)
+        if transfer is not None and self._s.state == ConversationState.ACTIVE:
+            self._s.transfer = transfer
+            self._s.state = ConversationState.TRANSFERRING
+        self._remember(human, reply)
+        self._note("assistant", reply)
+        self._publish()
+        return TurnResult(
+            turn=turn,
+            user_text=text,
+            reply=reply,
+            tool_calls=calls,
+            state=self._s.state,
+            transfer=self._s.transfer,
+        )
+
+    @staticmethod
+    def _transfer_from(produced: list[dict[str, Any]]) -> TransferRequest | None:
+        for message in _tool_messages(produced):
+            result = _tool_result(message)
+            if message.get("name") == "transfer_to_agent" and result.get("ok"):
+                data = result.get("data") or {}
+                return TransferRequest(
+                    department=str(data.get("department", "general")),
+                    reason=str(data.get("reason", "")),
+                    extension=str(data.get("extension", "")),
+                    call_record_id=data.get("call_record_id"),
+                )
+        return None
+
+    def _remember(self, human: dict[str, Any], reply: str) -> None:
+        # Memory keeps the spoken exchange only; tool details stay in history, not in state.
+        self._s.memory = [*self._s.memory, human, {"type": "ai", "content": reply}][
+            -2 * MEMORY_TURNS :
+        ]
+
+    # ---- state bookkeeping ------------------------------------------------------------
+
+    def _note(self, role: str, text: str) -> None:
+        self._s.transcript = [
+            *self._s.transcript,
+            TranscriptEntry(role=role, text=text, turn=self._s.turn),
+        ][-TRANSCRIPT_LIMIT:]
+
+    def _attempts_left(self) -> int:
+        return max(0, self._input.max_pin_failures - self._s.pin_failures)
+
+    def _end(self, outcome: str) -> None:
+        self._s.state = ConversationState.ENDED
+        self._s.outcome = outcome
+        self._publish()
+
+    def _publish(self) -> None:
+        """Keeps the Temporal UI current: search attributes and the details line."""
+        updates = [
+            sa.STATE.value_set(self._s.state.value),
+            sa.TRANSFERRED.value_set(self._s.transfer is not None),
+        ]
+        if self._s.caller is not None:
+            updates.append(sa.USER_ID.value_set(str(self._s.caller.user_id)))
+        if self._s.outcome:
+            updates.append(sa.OUTCOME.value_set(self._s.outcome))
+        workflow.upsert_search_attributes(updates)
+        who = self._s.caller.name if self._s.caller else "caller not logged in"
+        details = f"**{self._s.state.value}** · {who} · {self._s.turn} turn(s)"
+        if self._s.transfer is not None:
+            details += f" · transfer to {self._s.transfer.department}"
+        if self._s.outcome:
+            details += f" · outcome: {self._s.outcome}"
+        workflow.set_current_details(details)
+
+    def _status(self) -> ConversationStatus:
+        return ConversationStatus(
+            conversation_id=self._input.conversation_id,
+            state=self._s.state,
+            caller_name=self._s.caller.name if self._s.caller else None,
+            turn=self._s.turn,
+            transfer=self._s.transfer,
+            outcome=self._s.outcome,
+        )
+
+
+def _tool_messages(produced: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in produced if m.get("type") == "tool"]
+
+
+def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
+    try:
+        parsed = json.loads(message.get("content") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _digest(produced: list[dict[str, Any]]) -> tuple[str, list[ToolCallSummary]]:
+    """The final spoken reply and a summary of every tool call of the turn."""
+    results = {m.get("tool_call_id"): _tool_result(m) for m in _tool_messages(produced)}
+    calls: list[ToolCallSummary] = []
+    reply = ""
+    for message in produced:
+        if message.get("type") != "ai":
+            continue
+        for call in message.get("tool_calls") or []:
+            result = results.get(call.get("id"), {})
+            calls.append(
+                ToolCallSummary(
+                    name=str(call.get("name")),
+                    args=dict(call.get("args") or {}),
+                    ok=bool(result.get("ok", False)),
+                    say=str(result.get("say", "")),
+                )
+            )
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        if isinstance(content, str) and content.strip():
+            reply = content.strip()
+    return reply, calls
