@@ -67,8 +67,15 @@ def _worker(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _dev(settings: Settings, _args: argparse.Namespace) -> int:
     from convonet.dev_supervisor import run_dev
+    from convonet.seed import DEMO_AGENTS, DEMO_USERS
 
-    return run_dev(settings)
+    def print_demo_credentials() -> None:
+        if settings.is_production:
+            return
+        print("demo callers: " + ", ".join(f"{u.name} PIN {u.pin}" for u in DEMO_USERS))
+        print("demo agents:  " + ", ".join(f"{a.login} / {a.password}" for a in DEMO_AGENTS))
+
+    return run_dev(settings, on_ready=print_demo_credentials)
 
 
 def _call(settings: Settings, args: argparse.Namespace) -> int:
