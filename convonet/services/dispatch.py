@@ -1,0 +1,149 @@
+"""Runs one tool call by name: validates the LLM's arguments, then acts as the caller.
+
+The caller's id comes only from `ctx` (workflow state). The calling activity owns the
+transaction and the idempotency row; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from convonet.agent import tool_specs as specs
+from convonet.agent.context import TurnContext
+from convonet.agent.tool_result import ToolResult, refused
+from convonet.engines.calendar.base import CalendarBackend, CalendarError
+from convonet.services import calendar, departments, reminders, teams, todos
+from convonet.services.errors import Refusal
+
+
+@dataclass(frozen=True)
+class ToolEnv:
+    session: AsyncSession
+    ctx: TurnContext
+    calendar: CalendarBackend
+    idempotency_key: str
+
+
+Handler = Callable[[ToolEnv, Any], Awaitable[ToolResult]]
+
+TOOLS: dict[str, tuple[type[specs.ToolArgs], Handler]] = {
+    "create_todo": (specs.CreateTodo, lambda e, a: todos.create_todo(e.session, e.ctx, a)),
+    "list_todos": (specs.ListTodos, lambda e, a: todos.list_todos(e.session, e.ctx, a)),
+    "update_todo": (specs.UpdateTodo, lambda e, a: todos.update_todo(e.session, e.ctx, a)),
+    "complete_todo": (specs.TodoRef, lambda e, a: todos.complete_todo(e.session, e.ctx, a)),
+    "delete_todo": (specs.TodoRef, lambda e, a: todos.delete_todo(e.session, e.ctx, a)),
+    "create_reminder": (
+        specs.CreateReminder,
+        lambda e, a: reminders.create_reminder(e.session, e.ctx, a),
+    ),
+    "list_reminders": (
+        specs.DateRange,
+        lambda e, a: reminders.list_reminders(e.session, e.ctx, a),
+    ),
+    "update_reminder": (
+        specs.UpdateReminder,
+        lambda e, a: reminders.update_reminder(e.session, e.ctx, a),
+    ),
+    "delete_reminder": (
+        specs.ReminderRef,
+        lambda e, a: reminders.delete_reminder(e.session, e.ctx, a),
+    ),
+    "create_event": (
+        specs.CreateEvent,
+        lambda e, a: calendar.create_event(e.session, e.ctx, a, e.calendar, e.idempotency_key),
+    ),
+    "list_events": (
+        specs.DateRange,
+        lambda e, a: calendar.list_events(e.session, e.ctx, a, e.calendar),
+    ),
+    "update_event": (
+        specs.UpdateEvent,
+        lambda e, a: calendar.update_event(e.session, e.ctx, a, e.calendar),
+    ),
+    "delete_event": (
+        specs.EventRef,
+        lambda e, a: calendar.delete_event(e.session, e.ctx, a, e.calendar),
+    ),
+    "list_my_teams": (specs.NoArgs, lambda e, a: teams.list_my_teams(e.session, e.ctx, a)),
+    "list_team_members": (
+        specs.TeamRef,
+        lambda e, a: teams.list_team_members(e.session, e.ctx, a),
+    ),
+    "create_team": (specs.CreateTeam, lambda e, a: teams.create_team(e.session, e.ctx, a)),
+    "add_team_member": (
+        specs.AddTeamMember,
+        lambda e, a: teams.add_team_member(e.session, e.ctx, a),
+    ),
+    "remove_team_member": (
+        specs.TeamMember,
+        lambda e, a: teams.remove_team_member(e.session, e.ctx, a),
+    ),
+    "change_member_role": (
+        specs.ChangeMemberRole,
+        lambda e, a: teams.change_member_role(e.session, e.ctx, a),
+    ),
+    "search_users": (specs.SearchUsers, lambda e, a: teams.search_users(e.session, e.ctx, a)),
+    "create_team_todo": (
+        specs.CreateTeamTodo,
+        lambda e, a: todos.create_team_todo(e.session, e.ctx, a),
+    ),
+    "list_departments": (
+        specs.NoArgs,
+        lambda e, a: departments.list_departments(e.session, e.ctx, a),
+    ),
+    "transfer_to_agent": (
+        specs.TransferToAgent,
+        lambda e, a: departments.transfer_to_agent(e.session, e.ctx, a),
+    ),
+}
+
+
+async def execute_tool(
+    session: AsyncSession,
+    ctx: TurnContext,
+    name: str,
+    raw_args: dict[str, Any],
+    calendar: CalendarBackend,
+    idempotency_key: str,
+) -> ToolResult:
+    """The tool's result; refusals and bad arguments come back as ok=False, never raised.
+
+    Database and other infrastructure errors do raise, so the activity retries them.
+    """
+    tool = TOOLS.get(name)
+    if tool is None:
+        return refused("I don't have a tool for that.")
+    model, handler = tool
+    try:
+        args = model.model_validate(raw_args or {})
+    except ValidationError as error:
+        return _invalid(error)
+    env = ToolEnv(session, ctx, calendar, idempotency_key)
+    try:
+        return await handler(env, args)
+    except Refusal as refusal:
+        return ToolResult(ok=False, say=refusal.say, data=refusal.data)
+    except CalendarError as error:
+        return refused(str(error) or "The calendar isn't available right now.")
+
+
+def _invalid(error: ValidationError) -> ToolResult:
+    errors = error.errors(include_url=False, include_input=False)
+    problems = [
+        {"field": ".".join(str(part) for part in e["loc"]), "problem": e["msg"]} for e in errors
+    ]
+    # One spoken sentence about the first problem; the LLM gets them all in data.
+    first = errors[0]
+    field = str(first["loc"][-1]).replace("_", " ") if first["loc"] else "details"
+    if first["type"] == "missing":
+        say = f"I still need the {field}."
+    elif first["type"] == "extra_forbidden":
+        say = f"That tool doesn't take a {field}."
+    else:
+        say = f"The {field} doesn't look right."
+    return ToolResult(ok=False, say=say, data={"errors": problems})
