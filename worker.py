@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -18,8 +20,8 @@ from workflows.conversation.workflow import ConversationWorkflow
 
 log = logging.getLogger("convonet.worker")
 
-WORKFLOWS = [ConversationWorkflow]
-ACTIVITIES = [verify_pin, close_session]
+WORKFLOWS: list[type] = [ConversationWorkflow]
+ACTIVITIES: list[Callable[..., Any]] = [verify_pin, close_session]
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
@@ -42,7 +44,11 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker polling task queue %s at %s", settings.temporal_task_queue, settings.temporal_address)
+    log.info(
+        "worker polling task queue %s at %s",
+        settings.temporal_task_queue,
+        settings.temporal_address,
+    )
     async with worker:
         await stop.wait()
         log.info("worker stopping: finishing in-flight activities")

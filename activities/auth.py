@@ -33,7 +33,9 @@ async def verify_pin(request: VerifyPinInput) -> VerifyPinResult:
 
     async with session_scope(settings.effective_database_url) as session:
         user = await session.scalar(
-            select(User).where(User.pin_hash == pin_hash(pin, settings.pin_pepper), User.active)
+            select(User).where(
+                User.pin_hash == pin_hash(str(pin), settings.pin_pepper), User.active.is_(True)
+            )
         )
     if user is None:
         failures = await redis.incr(redis_keys.address_failures(address))
@@ -55,7 +57,9 @@ async def verify_pin(request: VerifyPinInput) -> VerifyPinResult:
     ttl = settings.session_ttl_s
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(redis_keys.session(request.session_digest), payload, ex=ttl)
-        pipe.set(redis_keys.conversation_session(request.conversation_id), request.session_digest, ex=ttl)
+        pipe.set(
+            redis_keys.conversation_session(request.conversation_id), request.session_digest, ex=ttl
+        )
         await pipe.execute()
     await _audit(request, user.id, PinOutcome.OK)
     return VerifyPinResult(outcome=PinOutcome.OK, caller=caller)
@@ -79,4 +83,4 @@ async def close_session(request: CloseSessionInput) -> None:
     key = redis_keys.conversation_session(request.conversation_id)
     digest = await redis.get(key)
     if digest:
-        await redis.delete(redis_keys.session(digest), key)
+        await redis.delete(redis_keys.session(str(digest)), key)

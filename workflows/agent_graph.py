@@ -33,7 +33,8 @@ def summarize_llm(args: tuple[Any, ...], _kwargs: dict[str, Any]) -> str:
     messages = args[0]["messages"]
     last = messages[-1] if messages else {}
     if last.get("type") == "tool":
-        return f"llm: answer after {sum(1 for m in messages if m.get('type') == 'tool')} tool result(s)"
+        results = sum(1 for m in messages if m.get("type") == "tool")
+        return f"llm: answer after {results} tool result(s)"
     content = last.get("content", "")
     return f'llm: "{_short(content if isinstance(content, str) else "")}"'
 
@@ -54,9 +55,9 @@ async def route_after_llm(state: AgentState) -> list[Send] | str:
     return [Send("tool", {"call": call, "context": state["context"]}) for call in calls]
 
 
-def build_agent_graph() -> StateGraph:
+def build_agent_graph() -> StateGraph[AgentState]:
     graph = StateGraph(AgentState)
-    graph.add_node(
+    graph.add_node(  # type: ignore[type-var]
         "llm",
         llm_node,
         metadata={
@@ -68,7 +69,7 @@ def build_agent_graph() -> StateGraph:
     )
     graph.add_node(
         "tool",
-        tool_node,
+        tool_node,  # type: ignore[arg-type]
         metadata={
             "execute_in": "activity",
             "start_to_close_timeout": timedelta(seconds=15),
@@ -80,4 +81,3 @@ def build_agent_graph() -> StateGraph:
     graph.add_conditional_edges("llm", route_after_llm, ["tool", END])
     graph.add_edge("tool", "llm")
     return graph
-

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.langgraph import graph
@@ -61,9 +61,11 @@ class ConversationWorkflow:
             self._touched = False
             try:
                 await workflow.wait_condition(
-                    lambda: self._touched
-                    or self._s.state == ConversationState.ENDED
-                    or self._history_is_long(),
+                    lambda: (
+                        self._touched
+                        or self._s.state == ConversationState.ENDED
+                        or self._history_is_long()
+                    ),
                     timeout=timedelta(seconds=input.idle_timeout_s),
                 )
             except TimeoutError:
@@ -274,7 +276,7 @@ class ConversationWorkflow:
 
     def _publish(self) -> None:
         """Keeps the Temporal UI current: search attributes and the details line."""
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.STATE.value_set(self._s.state.value),
             sa.TRANSFERRED.value_set(self._s.transfer is not None),
         ]
