@@ -22,7 +22,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.protocol import (
     NAMESPACE,
@@ -114,7 +114,9 @@ class CallerNamespace(socketio.AsyncNamespace):
         """A conversation may be resumed only with the session token issued at login."""
         if not (request.conversation_id and request.session_token):
             return None, None
-        raw = await self.redis.get(redis_keys.session(redis_keys.token_digest(request.session_token)))
+        raw = await self.redis.get(
+            redis_keys.session(redis_keys.token_digest(request.session_token))
+        )
         if not raw:
             return None, None
         session = json.loads(raw)
@@ -147,7 +149,7 @@ class CallerNamespace(socketio.AsyncNamespace):
         try:
             request = AuthenticateIn.model_validate(data)
         except ValidationError:
-            return await self._fail(sid, "bad_request", "Send your PIN as {\"pin\": \"1234\"}.")
+            return await self._fail(sid, "bad_request", 'Send your PIN as {"pin": "1234"}.')
         if not is_valid_pin_format(request.pin):
             return await self._fail(sid, "bad_request", "A PIN is 4 to 8 digits.")
         if session["authenticated"]:
@@ -188,9 +190,7 @@ class CallerNamespace(socketio.AsyncNamespace):
         if result.state == ConversationState.ENDED:
             await self._push_status(
                 sid,
-                ConversationStatus(
-                    conversation_id=session["conversation_id"], state=result.state
-                ),
+                ConversationStatus(conversation_id=session["conversation_id"], state=result.state),
                 authenticated=False,
             )
         return _success(out)
@@ -202,7 +202,7 @@ class CallerNamespace(socketio.AsyncNamespace):
         try:
             request = TextTurnIn.model_validate(data)
         except ValidationError:
-            return await self._fail(sid, "bad_request", "Send text as {\"text\": \"...\"}.")
+            return await self._fail(sid, "bad_request", 'Send text as {"text": "..."}.')
         started = time.perf_counter()
         handle = await self._workflow(session)
         try:
@@ -277,9 +277,7 @@ class CallerNamespace(socketio.AsyncNamespace):
             return None
         return session
 
-    async def _push_status(
-        self, sid: str, status: ConversationStatus, authenticated: bool
-    ) -> None:
+    async def _push_status(self, sid: str, status: ConversationStatus, authenticated: bool) -> None:
         out = StatusOut(
             conversation_id=status.conversation_id,
             state=status.state,
@@ -295,5 +293,10 @@ class CallerNamespace(socketio.AsyncNamespace):
         return ack
 
     async def _unavailable(self, sid: str, error: RPCError) -> dict[str, Any]:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            # The workflow has completed: the conversation is over, not the service.
+            return await self._fail(
+                sid, "rejected", "This conversation has ended. Reconnect to start a new one."
+            )
         log.warning("Temporal call failed: %s", error.message)
         return await self._fail(sid, "unavailable", "The assistant is unavailable; try again.")

@@ -35,9 +35,7 @@ class HangUpIn(ClientMessage):
 
 
 class ErrorOut(BaseModel):
-    code: Literal[
-        "bad_request", "not_authenticated", "rejected", "unavailable", "internal"
-    ]
+    code: Literal["bad_request", "not_authenticated", "rejected", "unavailable", "internal"]
     message: str
 
 

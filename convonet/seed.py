@@ -59,7 +59,9 @@ class SeedRefused(Exception):
 
 async def seed(settings: Settings) -> dict[str, list[dict[str, str]]]:
     if settings.is_production:
-        raise SeedRefused("seed creates demo users with known PINs and refuses to run in production")
+        raise SeedRefused(
+            "seed creates demo users with known PINs and refuses to run in production"
+        )
     async with session_scope(settings.effective_database_url) as session:
         users: dict[str, User] = {}
         for demo in DEMO_USERS:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from convonet import search_attributes
-
 from convonet.db.migrate import upgrade
 from convonet.db.models import Base
 from convonet.db.session import dispose_engines, get_engine

@@ -54,7 +54,9 @@ async def run_api(settings: Settings) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running_system(settings: Settings, with_worker: bool = True) -> AsyncIterator[RunningSystem]:
+async def running_system(
+    settings: Settings, with_worker: bool = True
+) -> AsyncIterator[RunningSystem]:
     client = await connect(settings, with_agent_plugin=True)
     async with run_api(settings) as url:
         if with_worker:

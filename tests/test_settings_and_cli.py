@@ -18,7 +18,9 @@ from convonet.settings import Settings
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k.upper() not in {"PIN_PEPPER", "SESSION_SECRET"}}
+    clean = {
+        k: v for k, v in os.environ.items() if k.upper() not in {"PIN_PEPPER", "SESSION_SECRET"}
+    }
     return subprocess.run(
         [sys.executable, "-m", "convonet.cli", *args],
         env={**clean, **env},

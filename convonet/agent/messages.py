@@ -24,6 +24,4 @@ def text_of(message: dict[str, Any]) -> str:
     content = message.get("content", "")
     if isinstance(content, str):
         return content
-    return " ".join(
-        block.get("text", "") for block in content if isinstance(block, dict)
-    ).strip()
+    return " ".join(block.get("text", "") for block in content if isinstance(block, dict)).strip()

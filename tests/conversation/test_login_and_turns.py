@@ -47,7 +47,9 @@ async def test_wrong_then_right_pin_greets_by_name_and_audits(settings: Settings
 
     assert await _audit_outcomes(settings) == ["wrong", "ok"]
     # The PIN never reaches the history: the update carried only a one-time token.
-    handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+    handle = system.client.get_workflow_handle_for(
+        ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+    )
     history = (await handle.fetch_history()).to_json()
     assert "1234" not in history and "9999" not in history
     assert good["session_token"] not in history
@@ -66,7 +68,9 @@ async def test_five_failures_end_the_conversation(settings: Settings) -> None:
         after = await caller.request("authenticate", {"pin": "1234"})
         assert after["ok"] is False and after["error"]["code"] == "rejected"
         await caller.close()
-        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        handle = system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        )
         final = await handle.result()
         assert final.state == ConversationState.ENDED and final.outcome == "auth-failed"
 
@@ -92,9 +96,17 @@ async def test_text_turn_creates_todo_and_validator_rejects_bad_turns(settings: 
         huge = await caller.request("text_turn", {"text": "x" * 2001})
         assert huge["ok"] is False and "too long" in huge["error"]["message"]
 
-        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        handle = system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        )
         transcript = await handle.query(ConversationWorkflow.transcript)
-        assert [e.role for e in transcript] == ["assistant", "user", "assistant", "user", "assistant"]
+        assert [e.role for e in transcript] == [
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ]
 
         hung = await caller.request("hang_up", {})
         assert hung["ok"] is True and hung["data"]["state"] == "ended"
@@ -145,7 +157,9 @@ async def test_idle_conversation_ends_by_itself(settings: Settings) -> None:
         caller = ScriptedCaller(system.url)
         status = await caller.connect()
         await caller.login("1234")
-        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        handle = system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        )
         final = await asyncio.wait_for(handle.result(), timeout=20)
         assert final.outcome == "idle-timeout"
         await caller.close()

@@ -15,9 +15,9 @@ from convonet.db.models import Todo, ToolExecution
 from convonet.db.session import session_scope
 from convonet.seed import seed
 from convonet.settings import Settings
+from convonet.temporal_client import connect
 from tests.system import run_api
 from worker import build_worker
-from convonet.temporal_client import connect
 
 
 def _worker_process(settings: Settings, fault_delay_s: float) -> subprocess.Popen[bytes]:

@@ -26,6 +26,7 @@ from convonet.settings import Settings
 from tests.conftest import PG_ADMIN_DSN, REDIS_URL, TEST_PEPPER, _async_url
 from tests.system import running_system
 from workflows.conversation.models import workflow_id_for
+from workflows.conversation.workflow import ConversationWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -52,7 +53,9 @@ async def _scenarios(settings: Settings) -> None:
         await caller.login("1234")
         await caller.request("hang_up", {})
         await caller.close()
-        await system.client.get_workflow_handle(workflow_id_for(status["conversation_id"])).result()
+        await system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        ).result()
         await _save_runs(system.client, status["conversation_id"], "failed_then_good_login")
 
         caller = ScriptedCaller(system.url)
@@ -67,7 +70,9 @@ async def _scenarios(settings: Settings) -> None:
             await caller.say(line)
         await caller.request("hang_up", {})
         await caller.close()
-        await system.client.get_workflow_handle(workflow_id_for(status["conversation_id"])).result()
+        await system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        ).result()
         await _save_runs(system.client, status["conversation_id"], "multi_turn_tools")
 
         caller = ScriptedCaller(system.url)
@@ -76,7 +81,9 @@ async def _scenarios(settings: Settings) -> None:
         reply = await caller.say("transfer me to sales because I want to upgrade")
         assert reply["state"] == "transferring", reply
         await caller.close()
-        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        handle = system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        )
         await handle.terminate("recording finished")
         await _save_runs(system.client, status["conversation_id"], "transfer_request")
 
@@ -89,7 +96,9 @@ async def _scenarios(settings: Settings) -> None:
             await caller.say(f"add a todo task number {index}")
         await caller.request("hang_up", {})
         await caller.close()
-        handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
+        handle = system.client.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        )
         final = await handle.result()
         assert final.turn == 4
         await _save_runs(system.client, status["conversation_id"], "continue_as_new")

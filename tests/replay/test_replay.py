@@ -49,5 +49,7 @@ async def test_incompatible_change_fails_replay() -> None:
     histories = _committed()
     results = await replay_histories(histories, workflows=[ReorderedConversationWorkflow])
     assert len(results.replay_failures) == len(histories)
-    assert all("Nondeterminism" in type(e).__name__ or "nondetermin" in str(e).lower()
-               for e in results.replay_failures.values())
+    assert all(
+        "Nondeterminism" in type(e).__name__ or "nondetermin" in str(e).lower()
+        for e in results.replay_failures.values()
+    )
