@@ -157,7 +157,7 @@ def test_child_output_is_prefixed_and_logged(
     assert "talker  | hello" in capsys.readouterr().out
 
 
-def test_sigint_stops_children_in_reverse_order_and_leaves_nothing(tmp_path: Path) -> None:
+def test_sigterm_stops_children_in_reverse_order_and_leaves_nothing(tmp_path: Path) -> None:
     stopped: list[str] = []
 
     class Recording(ds.ManagedProcess):
@@ -178,10 +178,11 @@ def test_sigint_stops_children_in_reverse_order_and_leaves_nothing(tmp_path: Pat
     )
     first = Recording("first", [sys.executable, "-c", spawner], ready=marker.exists)
     second = Recording("second", [sys.executable, "-c", "import time; time.sleep(60)"])
-    previous_handler = signal.getsignal(signal.SIGINT)
+    # SIGTERM rather than SIGINT: the test runner's asyncio loop reacts to SIGINT itself.
+    previous_handler = signal.getsignal(signal.SIGTERM)
 
     def interrupt() -> None:
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
     code = ds.run_with_signals([first, second], tmp_path, on_ready=interrupt)
 
@@ -191,4 +192,4 @@ def test_sigint_stops_children_in_reverse_order_and_leaves_nothing(tmp_path: Pat
         pgid = process.pid
         assert pgid is not None
         assert wait_until(lambda: not group_alive(pgid), 3), f"{process.name} left processes"  # noqa: B023
-    assert signal.getsignal(signal.SIGINT) is previous_handler
+    assert signal.getsignal(signal.SIGTERM) is previous_handler

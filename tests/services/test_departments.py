@@ -43,7 +43,8 @@ async def test_transfer_records_the_request(db_url: str, run: Run, users: dict[s
     ann = users["ann"]
     result = await run(ann, "transfer_to_agent", department="sales", reason="pricing question")
     assert result.ok and result.say == "Connecting you to someone in Sales."
-    assert set(result.data) == {"department", "extension", "call_record_id"}
+    assert set(result.data) == {"department", "extension", "reason", "call_record_id"}
+    assert result.data["reason"] == "pricing question"
     assert result.data["department"] == "Sales" and result.data["extension"] == "2001"
     assert "sip-secret" not in str(result.model_dump())
 
