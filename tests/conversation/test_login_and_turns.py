@@ -163,3 +163,24 @@ async def test_idle_conversation_ends_by_itself(settings: Settings) -> None:
         final = await asyncio.wait_for(handle.result(), timeout=20)
         assert final.outcome == "idle-timeout"
         await caller.close()
+
+
+async def test_long_conversation_continues_as_new_and_keeps_its_state(settings: Settings) -> None:
+    settings = settings.model_copy(update={"history_event_limit": 30})
+    await seed(settings)
+    async with running_system(settings) as system:
+        caller = ScriptedCaller(system.url)
+        status = await caller.connect()
+        await caller.login("1234")
+        for index in range(4):
+            reply = await caller.say(f"add a todo task number {index}")
+            assert reply["turn"] == index + 1
+        listed = await caller.say("what are my todos")
+        assert "task number 3" in listed["assistant"]
+        workflow_id = workflow_id_for(status["conversation_id"])
+        handle = system.client.get_workflow_handle_for(ConversationWorkflow.run, workflow_id)
+        transcript = await handle.query(ConversationWorkflow.transcript)
+        assert [e.text for e in transcript if e.role == "user"][0] == "add a todo task number 0"
+        runs = [w async for w in system.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+        assert len(runs) >= 2
+        await caller.close()
