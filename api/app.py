@@ -32,8 +32,8 @@ def create_app(settings: Settings) -> socketio.ASGIApp:
     if WEB_DIR.is_dir():
         api.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
 
-    sio = socketio.AsyncServer(
-        async_mode="asgi", cors_allowed_origins=settings.cors_origins, logger=False
-    )
+    # The pages are served from PUBLIC_BASE_URL, so that origin is always allowed.
+    origins = sorted({*settings.cors_origins, settings.public_base_url.rstrip("/")})
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins, logger=False)
     sio.register_namespace(CallerNamespace(services))
     return socketio.ASGIApp(sio, other_asgi_app=api)

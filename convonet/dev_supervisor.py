@@ -439,7 +439,6 @@ def run_dev(settings: Settings, on_ready: Callable[[], None] | None = None) -> i
 
     def announce() -> None:
         say(f"voice app:        {base}/")
-        say(f"agent dashboard:  {base}/agent")
         if starts_local_temporal(settings):
             say(f"Temporal UI:      http://127.0.0.1:{settings.temporal_ui_port}")
         if on_ready is not None:

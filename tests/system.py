@@ -37,6 +37,7 @@ class RunningSystem:
 @asynccontextmanager
 async def run_api(settings: Settings) -> AsyncIterator[str]:
     port = free_port()
+    settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
