@@ -15,7 +15,15 @@ from api.health import router as health_router
 from api.services import EdgeServices
 from convonet.settings import Settings
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# Beside the package in a checkout; in the working directory when installed (the image).
+WEB_DIR = next(
+    (
+        path
+        for path in (Path(__file__).resolve().parent.parent / "web", Path.cwd() / "web")
+        if path.is_dir()
+    ),
+    None,
+)
 
 
 def create_app(settings: Settings) -> socketio.ASGIApp:
@@ -29,7 +37,7 @@ def create_app(settings: Settings) -> socketio.ASGIApp:
     api = FastAPI(title="Convonet", version="0.1.0", lifespan=lifespan)
     api.state.services = services
     api.include_router(health_router)
-    if WEB_DIR.is_dir():
+    if WEB_DIR is not None:
         api.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
 
     # The pages are served from PUBLIC_BASE_URL, so that origin is always allowed.
