@@ -16,6 +16,7 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from convonet.db.migrate import upgrade
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(settings.effective_database_url)
     print(f"database migrated: {_redacted(settings.effective_database_url)}")
     return 0

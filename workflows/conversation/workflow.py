@@ -50,6 +50,7 @@ class ConversationWorkflow:
         self._s = input.carried or CarriedState()
         self._touched = False
         self._turn_lock = asyncio.Lock()
+        self._published: tuple[str, bool, str, str] | None = None
         self._agent = graph(GRAPH_NAME).compile()
 
     # ---- run loop ---------------------------------------------------------------------
@@ -276,16 +277,27 @@ class ConversationWorkflow:
 
     def _publish(self) -> None:
         """Keeps the Temporal UI current: search attributes and the details line."""
-        updates: list[SearchAttributeUpdate[Any]] = [
-            sa.STATE.value_set(self._s.state.value),
-            sa.TRANSFERRED.value_set(self._s.transfer is not None),
-        ]
-        if self._s.caller is not None:
-            updates.append(sa.USER_ID.value_set(str(self._s.caller.user_id)))
-        if self._s.outcome:
-            updates.append(sa.OUTCOME.value_set(self._s.outcome))
-        workflow.upsert_search_attributes(updates)
-        who = self._s.caller.name if self._s.caller else "caller not logged in"
+        caller = self._s.caller
+        facts = (
+            self._s.state.value,
+            self._s.transfer is not None,
+            str(caller.user_id) if caller else "",
+            self._s.outcome,
+        )
+        # Each upsert is a history event, so only changes are written.
+        if facts != self._published:
+            self._published = facts
+            state, transferred, user_id, outcome = facts
+            updates: list[SearchAttributeUpdate[Any]] = [
+                sa.STATE.value_set(state),
+                sa.TRANSFERRED.value_set(transferred),
+            ]
+            if user_id:
+                updates.append(sa.USER_ID.value_set(user_id))
+            if outcome:
+                updates.append(sa.OUTCOME.value_set(outcome))
+            workflow.upsert_search_attributes(updates)
+        who = caller.name if caller else "caller not logged in"
         details = f"**{self._s.state.value}** · {who} · {self._s.turn} turn(s)"
         if self._s.transfer is not None:
             details += f" · transfer to {self._s.transfer.department}"
