@@ -9,10 +9,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Development defaults for secrets. They make `make run` work with no set-up and are
-# refused in production, so a forgotten secret can never ship.
+# Development default for the PIN pepper: `make run` works with no set-up, and production
+# refuses it, so a forgotten secret can never ship.
 DEV_PIN_PEPPER = "dev-only-pin-pepper-change-me"
-DEV_SESSION_SECRET = "dev-only-session-secret-change-me"
 
 
 class ConfigError(Exception):
@@ -46,7 +45,6 @@ class Settings(BaseSettings):
 
     # Secrets
     pin_pepper: str = DEV_PIN_PEPPER
-    session_secret: str = DEV_SESSION_SECRET
 
     # Conversation behaviour
     session_ttl_s: int = Field(3600, gt=0)
@@ -87,8 +85,6 @@ class Settings(BaseSettings):
         if self.convonet_env == "production":
             if self.pin_pepper == DEV_PIN_PEPPER:
                 raise ValueError("PIN_PEPPER must be set to a secret value in production")
-            if self.session_secret == DEV_SESSION_SECRET:
-                raise ValueError("SESSION_SECRET must be set to a secret value in production")
         return self
 
     @property

@@ -84,7 +84,6 @@ def test_app_environment(services: dict[str, Any], name: str) -> None:
     assert env["API_HOST"] == "0.0.0.0"
     # `${VAR:?message}`: compose refuses to start when the secret is unset or empty.
     assert re.fullmatch(r"\$\{PIN_PEPPER:\?[^}]*\}", env["PIN_PEPPER"])
-    assert re.fullmatch(r"\$\{SESSION_SECRET:\?[^}]*\}", env["SESSION_SECRET"])
 
 
 def test_all_app_services_share_the_same_environment(services: dict[str, Any]) -> None:

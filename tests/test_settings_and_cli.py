@@ -18,9 +18,7 @@ from convonet.settings import Settings
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if k.upper() not in {"PIN_PEPPER", "SESSION_SECRET"}
-    }
+    clean = {k: v for k, v in os.environ.items() if k.upper() != "PIN_PEPPER"}
     return subprocess.run(
         [sys.executable, "-m", "convonet.cli", *args],
         env={**clean, **env},
@@ -48,7 +46,7 @@ def test_wrong_setting_is_named_in_one_line(tmp_path: Path) -> None:
 def test_seed_refuses_production(tmp_path: Path) -> None:
     result = _cli(
         "seed",
-        env={"CONVONET_ENV": "production", "PIN_PEPPER": "p" * 32, "SESSION_SECRET": "s" * 32},
+        env={"CONVONET_ENV": "production", "PIN_PEPPER": "p" * 32},
         cwd=tmp_path,
     )
     assert result.returncode == 2 and "refuses to run in production" in result.stderr

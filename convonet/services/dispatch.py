@@ -31,75 +31,33 @@ class ToolEnv:
 
 Handler = Callable[[ToolEnv, Any], Awaitable[ToolResult]]
 
-TOOLS: dict[str, tuple[type[specs.ToolArgs], Handler]] = {
-    "create_todo": (specs.CreateTodo, lambda e, a: todos.create_todo(e.session, e.ctx, a)),
-    "list_todos": (specs.ListTodos, lambda e, a: todos.list_todos(e.session, e.ctx, a)),
-    "update_todo": (specs.UpdateTodo, lambda e, a: todos.update_todo(e.session, e.ctx, a)),
-    "complete_todo": (specs.TodoRef, lambda e, a: todos.complete_todo(e.session, e.ctx, a)),
-    "delete_todo": (specs.TodoRef, lambda e, a: todos.delete_todo(e.session, e.ctx, a)),
-    "create_reminder": (
-        specs.CreateReminder,
-        lambda e, a: reminders.create_reminder(e.session, e.ctx, a),
+# Argument models come from TOOL_SPECS; this table only says which function runs.
+HANDLERS: dict[str, Handler] = {
+    "create_todo": lambda e, a: todos.create_todo(e.session, e.ctx, a),
+    "list_todos": lambda e, a: todos.list_todos(e.session, e.ctx, a),
+    "update_todo": lambda e, a: todos.update_todo(e.session, e.ctx, a),
+    "complete_todo": lambda e, a: todos.complete_todo(e.session, e.ctx, a),
+    "delete_todo": lambda e, a: todos.delete_todo(e.session, e.ctx, a),
+    "create_reminder": lambda e, a: reminders.create_reminder(e.session, e.ctx, a),
+    "list_reminders": lambda e, a: reminders.list_reminders(e.session, e.ctx, a),
+    "update_reminder": lambda e, a: reminders.update_reminder(e.session, e.ctx, a),
+    "delete_reminder": lambda e, a: reminders.delete_reminder(e.session, e.ctx, a),
+    "create_event": lambda e, a: calendar.create_event(
+        e.session, e.ctx, a, e.calendar, e.idempotency_key
     ),
-    "list_reminders": (
-        specs.DateRange,
-        lambda e, a: reminders.list_reminders(e.session, e.ctx, a),
-    ),
-    "update_reminder": (
-        specs.UpdateReminder,
-        lambda e, a: reminders.update_reminder(e.session, e.ctx, a),
-    ),
-    "delete_reminder": (
-        specs.ReminderRef,
-        lambda e, a: reminders.delete_reminder(e.session, e.ctx, a),
-    ),
-    "create_event": (
-        specs.CreateEvent,
-        lambda e, a: calendar.create_event(e.session, e.ctx, a, e.calendar, e.idempotency_key),
-    ),
-    "list_events": (
-        specs.DateRange,
-        lambda e, a: calendar.list_events(e.session, e.ctx, a, e.calendar),
-    ),
-    "update_event": (
-        specs.UpdateEvent,
-        lambda e, a: calendar.update_event(e.session, e.ctx, a, e.calendar),
-    ),
-    "delete_event": (
-        specs.EventRef,
-        lambda e, a: calendar.delete_event(e.session, e.ctx, a, e.calendar),
-    ),
-    "list_my_teams": (specs.NoArgs, lambda e, a: teams.list_my_teams(e.session, e.ctx, a)),
-    "list_team_members": (
-        specs.TeamRef,
-        lambda e, a: teams.list_team_members(e.session, e.ctx, a),
-    ),
-    "create_team": (specs.CreateTeam, lambda e, a: teams.create_team(e.session, e.ctx, a)),
-    "add_team_member": (
-        specs.AddTeamMember,
-        lambda e, a: teams.add_team_member(e.session, e.ctx, a),
-    ),
-    "remove_team_member": (
-        specs.TeamMember,
-        lambda e, a: teams.remove_team_member(e.session, e.ctx, a),
-    ),
-    "change_member_role": (
-        specs.ChangeMemberRole,
-        lambda e, a: teams.change_member_role(e.session, e.ctx, a),
-    ),
-    "search_users": (specs.SearchUsers, lambda e, a: teams.search_users(e.session, e.ctx, a)),
-    "create_team_todo": (
-        specs.CreateTeamTodo,
-        lambda e, a: todos.create_team_todo(e.session, e.ctx, a),
-    ),
-    "list_departments": (
-        specs.NoArgs,
-        lambda e, a: departments.list_departments(e.session, e.ctx, a),
-    ),
-    "transfer_to_agent": (
-        specs.TransferToAgent,
-        lambda e, a: departments.transfer_to_agent(e.session, e.ctx, a),
-    ),
+    "list_events": lambda e, a: calendar.list_events(e.session, e.ctx, a, e.calendar),
+    "update_event": lambda e, a: calendar.update_event(e.session, e.ctx, a, e.calendar),
+    "delete_event": lambda e, a: calendar.delete_event(e.session, e.ctx, a, e.calendar),
+    "list_my_teams": lambda e, a: teams.list_my_teams(e.session, e.ctx, a),
+    "list_team_members": lambda e, a: teams.list_team_members(e.session, e.ctx, a),
+    "create_team": lambda e, a: teams.create_team(e.session, e.ctx, a),
+    "add_team_member": lambda e, a: teams.add_team_member(e.session, e.ctx, a),
+    "remove_team_member": lambda e, a: teams.remove_team_member(e.session, e.ctx, a),
+    "change_member_role": lambda e, a: teams.change_member_role(e.session, e.ctx, a),
+    "search_users": lambda e, a: teams.search_users(e.session, e.ctx, a),
+    "create_team_todo": lambda e, a: todos.create_team_todo(e.session, e.ctx, a),
+    "list_departments": lambda e, a: departments.list_departments(e.session, e.ctx, a),
+    "transfer_to_agent": lambda e, a: departments.transfer_to_agent(e.session, e.ctx, a),
 }
 
 
@@ -115,12 +73,11 @@ async def execute_tool(
 
     Database and other infrastructure errors do raise, so the activity retries them.
     """
-    tool = TOOLS.get(name)
-    if tool is None:
+    spec, handler = specs.TOOLS_BY_NAME.get(name), HANDLERS.get(name)
+    if spec is None or handler is None:
         return refused("I don't have a tool for that.")
-    model, handler = tool
     try:
-        args = model.model_validate(raw_args or {})
+        args = spec.args.model_validate(raw_args or {})
     except ValidationError as error:
         return _invalid(error)
     env = ToolEnv(session, ctx, calendar, idempotency_key)

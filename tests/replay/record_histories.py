@@ -12,6 +12,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -24,7 +25,7 @@ from convonet.db.migrate import upgrade
 from convonet.seed import seed
 from convonet.settings import Settings
 from tests.conftest import PG_ADMIN_DSN, REDIS_URL, TEST_PEPPER, _async_url
-from tests.system import running_system
+from tests.system import RunningSystem, running_system
 from workflows.conversation.models import workflow_id_for
 from workflows.conversation.workflow import ConversationWorkflow
 
@@ -44,64 +45,63 @@ async def _save_runs(client: Client, conversation_id: str, scenario: str) -> Non
         print(f"wrote {path.relative_to(Path.cwd())} ({len(history.events)} events)")
 
 
+async def _record(
+    system: RunningSystem,
+    scenario: str,
+    pins: list[str],
+    lines: list[str],
+    hang_up: bool = True,
+) -> list[dict[str, Any]]:
+    """One call: every PIN but the last is wrong; then the lines; then hang up or terminate."""
+    caller = ScriptedCaller(system.url)
+    status = await caller.connect()
+    for wrong_pin in pins[:-1]:
+        wrong = await caller.request("authenticate", {"pin": wrong_pin})
+        assert wrong["data"]["ok"] is False
+    await caller.login(pins[-1])
+    replies = [await caller.say(line) for line in lines]
+    handle = system.client.get_workflow_handle_for(
+        ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+    )
+    if hang_up:
+        await caller.request("hang_up", {})
+        await caller.close()
+        final = await handle.result()
+        assert final.turn == len(lines)
+    else:
+        await caller.close()
+        await handle.terminate("recording finished")
+    await _save_runs(system.client, status["conversation_id"], scenario)
+    return replies
+
+
 async def _scenarios(settings: Settings) -> None:
     async with running_system(settings) as system:
-        caller = ScriptedCaller(system.url)
-        status = await caller.connect()
-        wrong = await caller.request("authenticate", {"pin": "9999"})
-        assert wrong["data"]["ok"] is False
-        await caller.login("1234")
-        await caller.request("hang_up", {})
-        await caller.close()
-        await system.client.get_workflow_handle_for(
-            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
-        ).result()
-        await _save_runs(system.client, status["conversation_id"], "failed_then_good_login")
-
-        caller = ScriptedCaller(system.url)
-        status = await caller.connect()
-        await caller.login("1234")
-        for line in (
-            "add a todo buy milk with high priority",
-            "remind me to call mom tomorrow at 5 pm",
-            "what are my todos",
-            "mark buy milk as done",
-        ):
-            await caller.say(line)
-        await caller.request("hang_up", {})
-        await caller.close()
-        await system.client.get_workflow_handle_for(
-            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
-        ).result()
-        await _save_runs(system.client, status["conversation_id"], "multi_turn_tools")
-
-        caller = ScriptedCaller(system.url)
-        status = await caller.connect()
-        await caller.login("2345")
-        reply = await caller.say("transfer me to sales because I want to upgrade")
-        assert reply["state"] == "transferring", reply
-        await caller.close()
-        handle = system.client.get_workflow_handle_for(
-            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+        await _record(system, "failed_then_good_login", ["9999", "1234"], [])
+        await _record(
+            system,
+            "multi_turn_tools",
+            ["1234"],
+            [
+                "add a todo buy milk with high priority",
+                "remind me to call mom tomorrow at 5 pm",
+                "what are my todos",
+                "mark buy milk as done",
+            ],
         )
-        await handle.terminate("recording finished")
-        await _save_runs(system.client, status["conversation_id"], "transfer_request")
+        replies = await _record(
+            system,
+            "transfer_request",
+            ["2345"],
+            ["transfer me to sales because I want to upgrade"],
+            hang_up=False,
+        )
+        assert replies[-1]["state"] == "transferring", replies
 
     short = settings.model_copy(update={"history_event_limit": 30})
     async with running_system(short) as system:
-        caller = ScriptedCaller(system.url)
-        status = await caller.connect()
-        await caller.login("1234")
-        for index in range(4):
-            await caller.say(f"add a todo task number {index}")
-        await caller.request("hang_up", {})
-        await caller.close()
-        handle = system.client.get_workflow_handle_for(
-            ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
-        )
-        final = await handle.result()
-        assert final.turn == 4
-        await _save_runs(system.client, status["conversation_id"], "continue_as_new")
+        lines = [f"add a todo task number {index}" for index in range(4)]
+        await _record(system, "continue_as_new", ["1234"], lines)
 
 
 async def main() -> int:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from convonet.agent.tool_specs import TOOLS_BY_NAME
 from convonet.db.models import User
-from convonet.services.dispatch import TOOLS
+from convonet.services.dispatch import HANDLERS
 from tests.services.conftest import Run
 
 
-def test_every_tool_is_wired_with_its_own_args_model() -> None:
-    assert set(TOOLS) == set(TOOLS_BY_NAME)
-    for name, (model, _handler) in TOOLS.items():
-        assert model is TOOLS_BY_NAME[name].args
+def test_every_spec_d_tool_has_a_handler_and_nothing_else_does() -> None:
+    assert set(HANDLERS) == set(TOOLS_BY_NAME)
 
 
 async def test_unknown_tool(run: Run, users: dict[str, User]) -> None:

@@ -40,12 +40,11 @@ class ClaudeModel(ChatModel):
         if not settings.anthropic_api_key:
             raise ValueError("ClaudeModel needs ANTHROPIC_API_KEY")
         self._llm = ChatAnthropic(
-            model_name=settings.anthropic_model,
+            model=settings.anthropic_model,
             api_key=SecretStr(settings.anthropic_api_key),
             base_url=settings.anthropic_base_url,
-            max_tokens_to_sample=MAX_TOKENS,
+            max_tokens=MAX_TOKENS,
             max_retries=MAX_RETRIES,
-            stop=None,  # mypy without the pydantic plugin sees Field() defaults as required
             timeout=TIMEOUT_S,
         )
 
