@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvicorn
-from temporalio.client import Client
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowHistory
 
 from api.app import create_app
 from convonet.settings import Settings
@@ -65,3 +67,29 @@ async def running_system(
                 yield RunningSystem(settings, client, url)
         else:
             yield RunningSystem(settings, client, url)
+
+
+def payload_text(history: WorkflowHistory) -> str:
+    """Every payload of a history, decoded: what a Temporal UI user could read in it.
+
+    Searching these (rather than the raw JSON) keeps timestamps and ids from matching a PIN.
+    """
+    found: list[str] = []
+
+    def visit(item: object) -> None:
+        if isinstance(item, Payload):
+            found.append(item.data.decode("utf-8", "replace"))
+        elif isinstance(item, Message):
+            for field, value in item.ListFields():
+                if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                    values = list(value.values())
+                elif field.is_repeated:
+                    values = list(value)
+                else:
+                    values = [value]
+                for child in values:
+                    visit(child)
+
+    for event in history.events:
+        visit(event)
+    return "\n".join(found)

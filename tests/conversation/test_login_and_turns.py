@@ -11,7 +11,7 @@ from convonet.db.models import AuthAudit, Todo
 from convonet.db.session import session_scope
 from convonet.seed import seed
 from convonet.settings import Settings
-from tests.system import running_system
+from tests.system import payload_text, running_system
 from workflows.conversation.models import ConversationState, workflow_id_for
 from workflows.conversation.workflow import ConversationWorkflow
 
@@ -50,9 +50,10 @@ async def test_wrong_then_right_pin_greets_by_name_and_audits(settings: Settings
     handle = system.client.get_workflow_handle_for(
         ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
     )
-    history = (await handle.fetch_history()).to_json()
-    assert "1234" not in history and "9999" not in history
-    assert good["session_token"] not in history
+    payloads = payload_text(await handle.fetch_history())
+    assert "Hi Alice" in payloads  # the payloads really were decoded
+    assert "1234" not in payloads and "9999" not in payloads
+    assert good["session_token"] not in payloads
 
 
 async def test_five_failures_end_the_conversation(settings: Settings) -> None:

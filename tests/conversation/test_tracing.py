@@ -10,7 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from convonet.call_client import ScriptedCaller
 from convonet.seed import seed
 from convonet.settings import Settings
-from tests.system import running_system
+from tests.system import payload_text, running_system
 from workflows.conversation.models import workflow_id_for
 
 
@@ -39,7 +39,7 @@ async def test_summaries_details_and_search_attributes(settings: Settings) -> No
         assert 'tool create_todo: "buy milk"' in summaries
         assert 'llm: "add a todo buy milk"' in summaries
         assert any(s.startswith("tool transfer_to_agent") for s in summaries)
-        assert "1234" not in history.to_json()
+        assert "1234" not in payload_text(history)
 
         query = (
             f"WorkflowId = '{handle.id}' AND ConvonetState = 'transferring' "
