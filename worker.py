@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities import runtime
 from activities.auth import close_session, verify_pin
+from activities.speech import speak, transcribe
 from convonet.settings import Settings
 from convonet.temporal_client import connect
 from workflows.conversation.workflow import ConversationWorkflow
@@ -21,7 +22,7 @@ from workflows.conversation.workflow import ConversationWorkflow
 log = logging.getLogger("convonet.worker")
 
 WORKFLOWS: list[type] = [ConversationWorkflow]
-ACTIVITIES: list[Callable[..., Any]] = [verify_pin, close_session]
+ACTIVITIES: list[Callable[..., Any]] = [verify_pin, close_session, transcribe, speak]
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langchain_core.messages import ToolMessage, convert_to_messages
+from langchain_core.messages import AIMessage, ToolMessage, convert_to_messages
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
@@ -18,6 +18,7 @@ from convonet.db.models import ToolExecution
 from convonet.db.session import session_scope
 from convonet.engines.llm.base import LlmError
 from convonet.services.dispatch import execute_tool
+from convonet.speech import streams, timings
 
 
 async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +30,27 @@ async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
     except LlmError as error:
         # Retried by Temporal per the node's retry policy; the message carries no secrets.
         raise RuntimeError(f"LLM {rt.chat_model.name} failed: {error}") from None
+    if context.speak_key:
+        await _stream_reply_text(context, reply)
     return {"messages": [to_dict(reply)]}
+
+
+async def _stream_reply_text(context: TurnContext, reply: AIMessage) -> None:
+    """Hands the reply text to the speaking activity through the turn's text stream."""
+    rt = runtime.current()
+    assert context.speak_key is not None
+    ttl = rt.settings.audio_stream_ttl_s
+    text = reply.text.strip() if isinstance(reply.text, str) else ""
+    writer = streams.StreamWriter(
+        rt.streams, streams.key(context.conversation_id, context.speak_key, "text"), ttl
+    )
+    if text:
+        await streams.mark(
+            rt.streams, context.conversation_id, context.speak_key, timings.FIRST_TOKEN, ttl
+        )
+        await writer.add({"d": text + " "})
+    if not reply.tool_calls:
+        await writer.add({"end": 1})
 
 
 def idempotency_key(context: TurnContext, tool_call_id: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from convonet.speech.timings import TurnTimings
 from workflows.conversation.models import Caller
 
 
@@ -31,3 +32,33 @@ class VerifyPinResult(BaseModel):
 
 class CloseSessionInput(BaseModel):
     conversation_id: str
+
+
+class TranscribeInput(BaseModel):
+    conversation_id: str
+    turn_key: str
+    user_id: int
+
+
+class TranscribeResult(BaseModel):
+    text: str
+    audio_ms: int
+
+
+class SpeakInput(BaseModel):
+    conversation_id: str
+    turn_key: str
+    # Fixed text to speak; None means read the reply's text stream as the LLM writes it.
+    text: str | None = None
+
+
+class SpokenSentence(BaseModel):
+    text: str
+    start_ms: int
+
+
+class SpeakResult(BaseModel):
+    sentences: list[SpokenSentence] = Field(default_factory=list)
+    audio_ms: int = 0
+    interrupted: bool = False
+    timings: TurnTimings | None = None

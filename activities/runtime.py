@@ -13,7 +13,10 @@ import redis.asyncio as aioredis
 from convonet import redis_keys
 from convonet.engines.calendar.base import CalendarBackend
 from convonet.engines.llm.base import ChatModel
+from convonet.engines.stt.base import SpeechRecognizer
+from convonet.engines.tts.base import SpeechSynthesizer
 from convonet.settings import Settings
+from convonet.speech import streams
 
 
 @dataclass
@@ -22,6 +25,10 @@ class ActivityRuntime:
     redis: aioredis.Redis
     chat_model: ChatModel
     calendar: CalendarBackend
+    recognizer: SpeechRecognizer
+    synthesizer: SpeechSynthesizer
+    # Audio and text streams hold bytes; this client does not decode.
+    streams: aioredis.Redis
 
 
 _runtime: ActivityRuntime | None = None
@@ -29,6 +36,9 @@ _runtime: ActivityRuntime | None = None
 
 def configure(settings: Settings) -> ActivityRuntime:
     # Imported here so a missing optional engine never breaks importing the activities.
+    from convonet.engines.stt.factory import speech_recognizer
+    from convonet.engines.tts.factory import speech_synthesizer
+
     from convonet.engines.calendar.factory import calendar_backend
     from convonet.engines.llm.factory import chat_model
 
@@ -38,6 +48,9 @@ def configure(settings: Settings) -> ActivityRuntime:
         redis=redis_keys.client(settings.effective_redis_url),
         chat_model=chat_model(settings),
         calendar=calendar_backend(settings),
+        recognizer=speech_recognizer(settings),
+        synthesizer=speech_synthesizer(settings),
+        streams=streams.binary_client(settings.effective_redis_url),
     )
     return _runtime
 

@@ -27,16 +27,21 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.protocol import (
     NAMESPACE,
     Ack,
+    AudioFrameIn,
     AuthenticateIn,
     AuthResultOut,
+    BargeInIn,
     ConnectAuth,
     ErrorOut,
     HangUpIn,
+    MicIn,
+    MicStateOut,
     ReplyOut,
     StatusOut,
     TextTurnIn,
 )
 from api.services import EdgeServices
+from api.voice.connection import VoiceConnection
 from convonet import redis_keys
 from convonet.security import is_valid_pin_format
 from workflows.conversation.models import (
@@ -45,6 +50,7 @@ from workflows.conversation.models import (
     ConversationState,
     ConversationStatus,
     TurnRequest,
+    TurnResult,
     workflow_id_for,
 )
 from workflows.conversation.workflow import ConversationWorkflow
@@ -79,6 +85,8 @@ class CallerNamespace(socketio.AsyncNamespace):
         self.services = services
         self.settings = services.settings
         self.redis = services.redis
+        # Voice state of each logged-in connection of this process (frames are per socket).
+        self.voices: dict[str, VoiceConnection] = {}
 
     # ---- connection -------------------------------------------------------------------
 
@@ -109,6 +117,11 @@ class CallerNamespace(socketio.AsyncNamespace):
             },
         )
         await self._push_status(sid, status, authenticated=caller is not None)
+
+    async def on_disconnect(self, sid: str, *args: Any) -> None:
+        voice = self.voices.pop(sid, None)
+        if voice is not None:
+            await voice.aclose()
 
     async def _resumable(self, request: ConnectAuth) -> tuple[str | None, dict[str, Any] | None]:
         """A conversation may be resumed only with the session token issued at login."""
@@ -204,11 +217,15 @@ class CallerNamespace(socketio.AsyncNamespace):
         except ValidationError:
             return await self._fail(sid, "bad_request", 'Send text as {"text": "..."}.')
         started = time.perf_counter()
-        handle = await self._workflow(session)
         try:
-            result = await handle.execute_update(
-                ConversationWorkflow.turn, TurnRequest(text=request.text)
-            )
+            if request.speak:
+                result, latency_ms = await self._voice(sid, session).spoken_text_turn(request.text)
+            else:
+                handle = await self._workflow(session)
+                result = await handle.execute_update(
+                    ConversationWorkflow.turn, TurnRequest(text=request.text)
+                )
+                latency_ms = round((time.perf_counter() - started) * 1000)
         except WorkflowUpdateFailedError as error:
             return await self._fail(sid, "rejected", _update_error_message(error))
         except RPCError as error:
@@ -220,19 +237,81 @@ class CallerNamespace(socketio.AsyncNamespace):
             tool_calls=result.tool_calls,
             state=result.state,
             transfer=result.transfer,
-            latency_ms=round((time.perf_counter() - started) * 1000),
+            latency_ms=latency_ms,
+            turn_key=result.turn_key,
         )
         if result.state != ConversationState.ACTIVE:
-            await self._push_status(
-                sid,
-                ConversationStatus(
-                    conversation_id=session["conversation_id"],
-                    state=result.state,
-                    transfer=result.transfer,
-                ),
-                authenticated=True,
-            )
+            await self._push_turn_state(sid, session["conversation_id"], result)
         return _success(reply)
+
+    async def on_mic(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session = await self._require_login(sid)
+        if session is None:
+            return await self._fail(sid, "not_authenticated", "Please log in with your PIN first.")
+        try:
+            request = MicIn.model_validate(data)
+        except ValidationError:
+            return await self._fail(
+                sid, "bad_request", 'Send {"open": true, "mode": "hands_free" or "push_to_talk"}.'
+            )
+        self._voice(sid, session).mic(request)
+        return _success(MicStateOut(open=request.open, mode=request.mode if request.open else None))
+
+    async def on_audio_frame(self, sid: str, data: Any = None) -> None:
+        # No awaits before the frame is queued: frames keep their order on the wire.
+        voice = self.voices.get(sid)
+        if voice is None:
+            await self._fail(sid, "not_authenticated", "Log in and open the microphone first.")
+            return
+        try:
+            frame = AudioFrameIn.model_validate(data)
+        except ValidationError:
+            await voice.refuse_malformed()
+            return
+        await voice.frame(frame)
+
+    async def on_barge_in(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session = await self._require_login(sid)
+        if session is None:
+            return await self._fail(sid, "not_authenticated", "Please log in with your PIN first.")
+        try:
+            request = BargeInIn.model_validate(data)
+        except ValidationError:
+            return await self._fail(
+                sid, "bad_request", 'Send {"turn_key": "...", "played_ms": 1234}.'
+            )
+        try:
+            await self._voice(sid, session).barge_in(request)
+        except RPCError as error:
+            return await self._unavailable(sid, error)
+        return Ack(ok=True, data={}).model_dump(mode="json")
+
+    def _voice(self, sid: str, session: dict[str, Any]) -> VoiceConnection:
+        voice = self.voices.get(sid)
+        if voice is None:
+            conversation_id = session["conversation_id"]
+
+            async def emit(event: str, payload: dict[str, Any]) -> None:
+                await self.emit(event, payload, to=sid)
+
+            async def workflow() -> WorkflowHandle[Any, Any]:
+                return await self._workflow(session)
+
+            async def on_state(result: TurnResult) -> None:
+                await self._push_turn_state(sid, conversation_id, result)
+
+            voice = VoiceConnection(self.services, conversation_id, emit, workflow, on_state)
+            self.voices[sid] = voice
+        return voice
+
+    async def _push_turn_state(self, sid: str, conversation_id: str, result: TurnResult) -> None:
+        await self._push_status(
+            sid,
+            ConversationStatus(
+                conversation_id=conversation_id, state=result.state, transfer=result.transfer
+            ),
+            authenticated=True,
+        )
 
     async def on_hang_up(self, sid: str, data: Any = None) -> dict[str, Any]:
         session = await self._require_login(sid)
@@ -249,6 +328,9 @@ class CallerNamespace(socketio.AsyncNamespace):
             return await self._unavailable(sid, error)
         session.update(authenticated=False, session_token=None)
         await self.save_session(sid, session)
+        voice = self.voices.pop(sid, None)
+        if voice is not None:
+            await voice.aclose()
         status = ConversationStatus(
             conversation_id=session["conversation_id"], state=ConversationState.ENDED
         )

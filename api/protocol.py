@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBytes, StrictInt
 
-from workflows.conversation.models import ConversationState, ToolCallSummary, TransferRequest
+from convonet.speech.timings import TurnTimings
+from workflows.conversation.models import (
+    TURN_KEY_PATTERN,
+    ConversationState,
+    ToolCallSummary,
+    TransferRequest,
+)
 
 NAMESPACE = "/caller"
 
@@ -28,6 +34,39 @@ class AuthenticateIn(ClientMessage):
 
 class TextTurnIn(ClientMessage):
     text: str = Field(max_length=10_000)
+    # Also speak the reply (the voice app does; `convonet call` need not).
+    speak: bool = False
+
+
+MicMode = Literal["hands_free", "push_to_talk"]
+
+
+class MicIn(ClientMessage):
+    open: bool
+    mode: MicMode = "hands_free"
+
+
+class MicStateOut(BaseModel):
+    open: bool
+    mode: MicMode | None = None
+
+
+class AudioFrameIn(ClientMessage):
+    """About 20 ms of 16 kHz 16-bit mono PCM, as a binary attachment."""
+
+    seq: StrictInt = Field(ge=0)
+    rate: StrictInt
+    # Sizes are checked by the edge to answer with a precise message; this caps the parse.
+    pcm: StrictBytes = Field(max_length=64_000)
+
+
+class BargeInIn(ClientMessage):
+    turn_key: str = Field(pattern=TURN_KEY_PATTERN)
+    played_ms: StrictInt = Field(ge=0, le=3_600_000)
+
+
+class TimingsOut(TurnTimings):
+    turn_key: str
 
 
 class HangUpIn(ClientMessage):
@@ -35,7 +74,15 @@ class HangUpIn(ClientMessage):
 
 
 class ErrorOut(BaseModel):
-    code: Literal["bad_request", "not_authenticated", "rejected", "unavailable", "internal"]
+    code: Literal[
+        "bad_request",
+        "bad_audio",
+        "rate_limited",
+        "not_authenticated",
+        "rejected",
+        "unavailable",
+        "internal",
+    ]
     message: str
 
 
@@ -65,6 +112,7 @@ class ReplyOut(BaseModel):
     state: ConversationState
     transfer: TransferRequest | None = None
     latency_ms: int
+    turn_key: str | None = None
 
 
 class Ack(BaseModel):

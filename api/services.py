@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from convonet import redis_keys
 from convonet.settings import Settings
+from convonet.speech import streams
 from convonet.temporal_client import connect
 
 
@@ -17,6 +18,8 @@ class EdgeServices:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis: aioredis.Redis = redis_keys.client(settings.effective_redis_url)
+        # Audio streams carry bytes, so they get a client that does not decode.
+        self.streams: aioredis.Redis = streams.binary_client(settings.effective_redis_url)
         self._temporal: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -28,3 +31,4 @@ class EdgeServices:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self.streams.aclose()

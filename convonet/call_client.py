@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
+from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import socketio
 
 from api.protocol import NAMESPACE
+from convonet.speech.audio import FRAME_MS, SAMPLE_RATE, duration_ms, frames, read_wav, silence
 
 TIMEOUT_S = 60
+# Silence sent after an utterance so the edge's end-of-speech detection can fire.
+TRAILING_SILENCE_MS = 1500
+VOICE_EVENTS = ("speech", "stage", "transcript", "reply_text", "reply", "audio_done", "timings")
 
 
 class CallFailed(Exception):
@@ -27,6 +34,41 @@ class ScriptedCaller:
         self.statuses: list[dict[str, Any]] = []
         self._connected = asyncio.Event()
         self.sio.on("status", self._on_status, namespace=NAMESPACE)
+        # Voice events by name, in arrival order, and reply audio bytes by turn key.
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.audio: dict[str, bytearray] = defaultdict(bytearray)
+        self._arrived = asyncio.Condition()
+        self.mic_open = False
+        self._seq = 0
+        for name in (*VOICE_EVENTS, "error"):
+            self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
+        self.sio.on("audio_out", self._on_audio, namespace=NAMESPACE)
+
+    def _recorder(self, name: str) -> Any:
+        async def record(data: dict[str, Any]) -> None:
+            async with self._arrived:
+                self.events[name].append(data)
+                self._arrived.notify_all()
+
+        return record
+
+    async def _on_audio(self, data: dict[str, Any]) -> None:
+        self.audio[str(data.get("turn_key"))] += data.get("pcm", b"")
+
+    async def wait_for(self, name: str, timeout: float = TIMEOUT_S, **match: Any) -> dict[str, Any]:
+        """The first `name` event whose fields equal `match`, waiting for it to arrive."""
+
+        def found() -> dict[str, Any] | None:
+            for event in self.events[name]:
+                if all(event.get(k) == v for k, v in match.items()):
+                    return event
+            return None
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: found() is not None), timeout)
+        event = found()
+        assert event is not None
+        return event
 
     async def _on_status(self, data: dict[str, Any]) -> None:
         self.statuses.append(data)
@@ -59,32 +101,78 @@ class ScriptedCaller:
             raise CallFailed(ack["error"]["message"])
         return dict(ack["data"])
 
+    async def open_mic(self, mode: str = "hands_free") -> None:
+        ack = await self.request("mic", {"open": True, "mode": mode})
+        if not ack["ok"]:
+            raise CallFailed(ack["error"]["message"])
+        self.mic_open = True
+
+    async def stream(self, pcm: bytes, speed: float = 1.0) -> None:
+        """Sends audio as 20 ms frames, paced like a live microphone (`speed` times faster;
+        0 sends them all at once, which the edge sheds as a flood)."""
+        started = time.monotonic()
+        for index, frame in enumerate(frames(pcm)):
+            await self.sio.emit(
+                "audio_frame",
+                {"seq": self._seq, "rate": SAMPLE_RATE, "pcm": frame},
+                namespace=NAMESPACE,
+            )
+            self._seq += 1
+            if speed > 0:
+                delay = started + (index + 1) * FRAME_MS / 1000 / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+    async def speak(self, pcm: bytes, speed: float = 1.0) -> dict[str, Any]:
+        """One spoken turn: streams the utterance, then waits for the reply and its audio."""
+        if not self.mic_open:
+            await self.open_mic()
+        before = {e["turn_key"] for e in self.events["speech"]}
+        await self.stream(pcm + silence(TRAILING_SILENCE_MS), speed)
+        try:
+            ended = await self._next_speech_end(before)
+        except TimeoutError:
+            raise CallFailed("no speech was detected in that audio") from None
+        turn_key = ended["turn_key"]
+        reply = await self.wait_for("reply", turn_key=turn_key)
+        if not reply["user"]:
+            return {**reply, "audio_ms": 0, "timings": None}
+        await self.wait_for("audio_done", turn_key=turn_key)
+        timings = next((e for e in self.events["timings"] if e.get("turn_key") == turn_key), None)
+        return {**reply, "audio_ms": duration_ms(len(self.audio[turn_key])), "timings": timings}
+
+    async def _next_speech_end(self, seen: set[str]) -> dict[str, Any]:
+        def fresh() -> dict[str, Any] | None:
+            for event in self.events["speech"]:
+                if event["event"] == "end" and event["turn_key"] not in seen:
+                    return event
+            return None
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: fresh() is not None), 10)
+        event = fresh()
+        assert event is not None
+        return event
+
     async def close(self) -> None:
         await self.sio.disconnect()
 
 
-async def run_call(url: str, pin: str, lines: list[str], as_json: bool) -> int:
+async def run_call(url: str, pin: str, turns: list[tuple[str, str]], as_json: bool) -> int:
+    """Each turn is ("say", text) or ("audio", path of a WAV file)."""
     caller = ScriptedCaller(url)
+    try:
+        audio = {value: read_wav(Path(value)) for kind, value in turns if kind == "audio"}
+    except (OSError, ValueError) as error:
+        print(f"cannot read audio: {error}", file=sys.stderr)
+        return 2
     try:
         await caller.connect()
         login = await caller.login(pin)
         _print(as_json, {"event": "login", "assistant": login["greeting"]}, login["greeting"])
-        for line in lines:
-            reply = await caller.say(line)
-            record = {
-                "user": reply["user"],
-                "assistant": reply["assistant"],
-                "tool_calls": reply["tool_calls"],
-                "latency_ms": reply["latency_ms"],
-                "state": reply["state"],
-            }
-            tools = ", ".join(c["name"] for c in reply["tool_calls"]) or "none"
-            _print(
-                as_json,
-                record,
-                f"you: {reply['user']}\nassistant: {reply['assistant']}"
-                f"\n  (tools: {tools}; {reply['latency_ms']} ms)",
-            )
+        for kind, value in turns:
+            reply = await (caller.speak(audio[value]) if kind == "audio" else caller.say(value))
+            _print_reply(as_json, reply)
         await caller.request("hang_up", {})
     except CallFailed as error:
         print(f"call failed: {error}", file=sys.stderr)
@@ -95,6 +183,24 @@ async def run_call(url: str, pin: str, lines: list[str], as_json: bool) -> int:
     finally:
         await caller.close()
     return 0
+
+
+def _print_reply(as_json: bool, reply: dict[str, Any]) -> None:
+    record = {
+        "user": reply["user"],
+        "assistant": reply["assistant"],
+        "tool_calls": reply["tool_calls"],
+        "latency_ms": reply["latency_ms"],
+        "state": reply["state"],
+    }
+    if "audio_ms" in reply:
+        record.update(audio_ms=reply["audio_ms"], timings=reply["timings"])
+    tools = ", ".join(c["name"] for c in reply["tool_calls"]) or "none"
+    detail = f"tools: {tools}; {reply['latency_ms']} ms"
+    v2v = (reply.get("timings") or {}).get("voice_to_voice_ms")
+    if v2v is not None:
+        detail += f"; voice-to-voice {v2v} ms; {reply['audio_ms']} ms of reply audio"
+    _print(as_json, record, f"you: {reply['user']}\nassistant: {reply['assistant']}\n  ({detail})")
 
 
 def _print(as_json: bool, record: dict[str, Any], text: str) -> None:

@@ -83,7 +83,7 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
     from convonet.call_client import run_call
 
     url = args.url or f"http://{settings.api_host}:{settings.api_port}"
-    return asyncio.run(run_call(url, args.pin, args.say, as_json=args.json))
+    return asyncio.run(run_call(url, args.pin, args.turns, as_json=args.json))
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,7 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print credentials as JSON")
         if name == "call":
             command.add_argument("--pin", required=True)
-            command.add_argument("--say", action="append", default=[], help="text of one turn")
+            command.add_argument(
+                "--say",
+                dest="turns",
+                action="append",
+                default=[],
+                type=lambda text: ("say", text),
+                help="text of one turn",
+            )
+            command.add_argument(
+                "--audio",
+                dest="turns",
+                action="append",
+                type=lambda path: ("audio", path),
+                help="a WAV file spoken as one turn (streamed in real time, like a microphone)",
+            )
             command.add_argument("--json", action="store_true", help="one JSON line per turn")
             command.add_argument("--url", help="API base URL (default from settings)")
         if name == "replay":

@@ -61,8 +61,22 @@ class Settings(BaseSettings):
     anthropic_model: str = "claude-sonnet-4-5"
     anthropic_base_url: str | None = None
 
-    # Speech (voice issue)
+    # Speech: pocketsphinx + eSpeak NG unless a Deepgram key is set
     deepgram_api_key: str | None = None
+    # Stand-in servers in tests; unset means Deepgram's own endpoints.
+    deepgram_base_url: str | None = None
+    deepgram_stt_model: str = "nova-3"
+    deepgram_tts_model: str = "aura-2-thalia-en"
+    deepgram_endpointing_ms: int = Field(300, ge=10, le=5000)
+    espeak_voice: str = "en-us"
+    espeak_speed_wpm: int = Field(175, ge=80, le=450)
+
+    # Voice edge: VAD and the audio streams in Redis
+    end_of_speech_silence_ms: int = Field(300, ge=100, le=3000)
+    vad_aggressiveness: int = Field(2, ge=0, le=3)
+    max_utterance_s: int = Field(30, ge=2, le=120)
+    audio_max_frames_per_s: int = Field(100, ge=10, le=1000)
+    audio_stream_ttl_s: int = Field(300, ge=10)
 
     # Agent leg: Twilio + FusionPBX when set, else built-in dashboard mode
     twilio_account_sid: str | None = None

@@ -19,6 +19,8 @@ class TurnContext(BaseModel):
     timezone: str = "UTC"
     # UTC instant set by the workflow; activities call `localized()` before use.
     now_iso: str
+    # Set when the reply is spoken: the LLM step streams its text to this turn's Redis stream.
+    speak_key: str | None = None
 
     def localized(self) -> TurnContext:
         """The same context with `now_iso` in the caller's time zone (unknown zone: UTC)."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from convonet.speech.timings import TurnTimings
+
 WORKFLOW_ID_PREFIX = "conversation-"
 MAX_TURN_CHARS = 2000
 MEMORY_TURNS = 10
@@ -38,6 +40,9 @@ class TranscriptEntry(BaseModel):
     role: str  # "user", "assistant" or "system"
     text: str
     turn: int
+    # Spoken replies only: latency figures, and what the caller heard before barging in.
+    timings: TurnTimings | None = None
+    heard: str | None = None
 
 
 class TransferRequest(BaseModel):
@@ -96,8 +101,25 @@ class AuthResult(BaseModel):
     state: ConversationState
 
 
+TURN_KEY_PATTERN = r"^[ut][0-9a-f]{12}$"
+
+
 class TurnRequest(BaseModel):
     text: str
+    # Set when the reply is to be spoken: names the turn's Redis streams.
+    speak_key: str | None = Field(None, pattern=TURN_KEY_PATTERN)
+
+
+class VoiceTurnRequest(BaseModel):
+    """An utterance the edge is streaming to Redis under `turn_key`; the workflow
+    transcribes it, answers it and speaks the answer."""
+
+    turn_key: str = Field(pattern=TURN_KEY_PATTERN)
+
+
+class BargeIn(BaseModel):
+    turn_key: str = Field(pattern=TURN_KEY_PATTERN)
+    played_ms: int = Field(ge=0)
 
 
 class ToolCallSummary(BaseModel):
@@ -110,6 +132,7 @@ class ToolCallSummary(BaseModel):
 class TurnResult(BaseModel):
     turn: int
     user_text: str
+    turn_key: str | None = None
     reply: str
     tool_calls: list[ToolCallSummary] = Field(default_factory=list)
     state: ConversationState

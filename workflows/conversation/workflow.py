@@ -13,12 +13,21 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.langgraph import graph
 
     from activities.auth import close_session, verify_pin
-    from activities.models import CloseSessionInput, PinOutcome, VerifyPinInput
+    from activities.models import (
+        CloseSessionInput,
+        PinOutcome,
+        SpeakInput,
+        SpeakResult,
+        TranscribeInput,
+        VerifyPinInput,
+    )
+    from activities.speech import speak, transcribe
     from convonet import search_attributes as sa
     from workflows.agent_graph import GRAPH_NAME
     from workflows.conversation.models import (
@@ -27,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         TRANSCRIPT_LIMIT,
         AuthRequest,
         AuthResult,
+        BargeIn,
         CarriedState,
         ConversationInput,
         ConversationState,
@@ -36,10 +46,26 @@ with workflow.unsafe.imports_passed_through():
         TransferRequest,
         TurnRequest,
         TurnResult,
+        VoiceTurnRequest,
     )
 
 RECURSION_LIMIT = 12
 SORRY = "Sorry, I'm having trouble right now. Please try again in a moment."
+SPEAK_TIMEOUT = timedelta(seconds=120)
+# Heartbeats carry the stream offsets; a dead worker's attempt is retried this soon.
+SPEECH_HEARTBEAT = timedelta(seconds=3)
+SPEECH_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=200))
+
+
+class _Speaking:
+    """The reply being spoken right now, so a barge-in can stop it."""
+
+    def __init__(self, turn: int, turn_key: str, handle: workflow.ActivityHandle[SpeakResult]):
+        self.turn = turn
+        self.turn_key = turn_key
+        self.handle = handle
+        self.played_ms: int | None = None
+        self.task: asyncio.Task[None] | None = None
 
 
 @workflow.defn
@@ -48,9 +74,10 @@ class ConversationWorkflow:
     def __init__(self, input: ConversationInput) -> None:
         self._input = input
         self._s = input.carried or CarriedState()
-        self._touched = False
+        self._last_touch = workflow.now()
         self._turn_lock = asyncio.Lock()
         self._published: tuple[str, bool, str, str] | None = None
+        self._speaking: _Speaking | None = None
         self._agent = graph(GRAPH_NAME).compile()
 
     # ---- run loop ---------------------------------------------------------------------
@@ -58,28 +85,37 @@ class ConversationWorkflow:
     @workflow.run
     async def run(self, input: ConversationInput) -> ConversationStatus:
         self._publish()
+        idle = timedelta(seconds=input.idle_timeout_s)
+        self._touch()
         while self._s.state != ConversationState.ENDED:
-            self._touched = False
+            # One timer per idle period: turns move the deadline without waking this loop,
+            # so they add no timer events to the history.
+            remaining = self._last_touch + idle - workflow.now()
             try:
                 await workflow.wait_condition(
-                    lambda: (
-                        self._touched
-                        or self._s.state == ConversationState.ENDED
-                        or self._history_is_long()
-                    ),
-                    timeout=timedelta(seconds=input.idle_timeout_s),
+                    lambda: self._s.state == ConversationState.ENDED or self._history_is_long(),
+                    timeout=max(remaining, timedelta(seconds=1)),
                 )
             except TimeoutError:
-                if not self._turn_lock.locked():
+                if self._turn_lock.locked() or self._speaking is not None:
+                    self._touch()  # a long turn is activity, not idleness
+                elif workflow.now() - self._last_touch >= idle:
                     self._end("idle-timeout")
                 continue
             if self._history_is_long() and self._s.state != ConversationState.ENDED:
                 await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and not self._turn_lock.locked()
+                    lambda: (
+                        workflow.all_handlers_finished()
+                        and not self._turn_lock.locked()
+                        and self._speaking is None
+                    )
                 )
                 self._s.runs += 1
                 workflow.continue_as_new(input.model_copy(update={"carried": self._s}))
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._interrupt_speaking()
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and self._speaking is None
+        )
         if self._s.caller is not None:
             await workflow.execute_activity(
                 close_session,
@@ -88,6 +124,9 @@ class ConversationWorkflow:
                 summary="close session",
             )
         return self._status()
+
+    def _touch(self) -> None:
+        self._last_touch = workflow.now()
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -101,12 +140,12 @@ class ConversationWorkflow:
     @workflow.update
     async def attach(self) -> ConversationStatus:
         """Used with update-with-start when a browser connects: starts or resumes."""
-        self._touched = True
+        self._touch()
         return self._status()
 
     @workflow.update
     async def authenticate(self, request: AuthRequest) -> AuthResult:
-        self._touched = True
+        self._touch()
         result = await workflow.execute_activity(
             verify_pin,
             VerifyPinInput(
@@ -158,29 +197,80 @@ class ConversationWorkflow:
 
     @workflow.update
     async def turn(self, request: TurnRequest) -> TurnResult:
-        self._touched = True
+        self._touch()
+        if request.speak_key:
+            self._interrupt_speaking()
         async with self._turn_lock:
-            return await self._run_turn(request.text.strip())
+            return await self._run_turn(request.text.strip(), request.speak_key)
 
     @turn.validator
     def _validate_turn(self, request: TurnRequest) -> None:
-        if self._s.state == ConversationState.AWAITING_AUTH:
-            raise ValueError("Please log in with your PIN first.")
-        if self._s.state == ConversationState.ENDED:
-            raise ValueError("This conversation has ended.")
-        if self._s.state != ConversationState.ACTIVE:
-            raise ValueError(f"The assistant is paused while the call is {self._s.state}.")
+        self._require_active()
         text = request.text.strip()
         if not text:
             raise ValueError("The message is empty.")
         if len(text) > MAX_TURN_CHARS:
             raise ValueError(f"The message is too long (over {MAX_TURN_CHARS} characters).")
 
+    @workflow.update
+    async def voice_turn(self, request: VoiceTurnRequest) -> TurnResult:
+        """The caller started speaking: transcribe as the audio arrives, answer, speak."""
+        self._touch()
+        self._interrupt_speaking()  # new speech is a barge-in on any reply still playing
+        caller = self._s.caller
+        assert caller is not None  # the validator only admits turns after login
+        heard = await workflow.execute_activity(
+            transcribe,
+            TranscribeInput(
+                conversation_id=self._input.conversation_id,
+                turn_key=request.turn_key,
+                user_id=caller.user_id,
+            ),
+            start_to_close_timeout=timedelta(minutes=3),
+            heartbeat_timeout=SPEECH_HEARTBEAT,
+            retry_policy=SPEECH_RETRY,
+            summary=f"transcribe {request.turn_key}",
+        )
+        self._touch()
+        async with self._turn_lock:
+            text = heard.text.strip()
+            if not text or self._s.state != ConversationState.ACTIVE:
+                # Noise, or the call moved on while the caller spoke: nothing to answer.
+                return TurnResult(
+                    turn=self._s.turn,
+                    user_text="",
+                    turn_key=request.turn_key,
+                    reply="",
+                    state=self._s.state,
+                    transfer=self._s.transfer,
+                )
+            return await self._run_turn(text, request.turn_key)
+
+    @voice_turn.validator
+    def _validate_voice_turn(self, request: VoiceTurnRequest) -> None:
+        self._require_active()
+
+    def _require_active(self) -> None:
+        if self._s.state == ConversationState.AWAITING_AUTH:
+            raise ValueError("Please log in with your PIN first.")
+        if self._s.state == ConversationState.ENDED:
+            raise ValueError("This conversation has ended.")
+        if self._s.state != ConversationState.ACTIVE:
+            raise ValueError(f"The assistant is paused while the call is {self._s.state}.")
+
     # ---- signals and queries ----------------------------------------------------------
 
     @workflow.signal
+    def barge_in(self, request: BargeIn) -> None:
+        """The caller spoke over the reply; the page stopped playing after `played_ms`."""
+        speaking = self._speaking
+        if speaking is not None and speaking.turn_key == request.turn_key:
+            speaking.played_ms = request.played_ms
+            self._interrupt_speaking()
+
+    @workflow.signal
     def hang_up(self) -> None:
-        self._touched = True
+        self._touch()
         if self._s.state != ConversationState.ENDED:
             self._end("hung-up")
 
@@ -194,7 +284,7 @@ class ConversationWorkflow:
 
     # ---- the agent turn ---------------------------------------------------------------
 
-    async def _run_turn(self, text: str) -> TurnResult:
+    async def _run_turn(self, text: str, speak_key: str | None = None) -> TurnResult:
         caller = self._s.caller
         assert caller is not None  # the validator only admits turns after login
         self._s.turn += 1
@@ -210,7 +300,10 @@ class ConversationWorkflow:
             "user_name": caller.name,
             "timezone": caller.timezone,
             "now_iso": workflow.now().isoformat(),
+            "speak_key": speak_key,
         }
+        if speak_key:
+            self._start_speaking(turn, speak_key)
         try:
             output = await self._agent.ainvoke(
                 {"messages": [*self._s.memory, human], "context": context},
@@ -223,6 +316,10 @@ class ConversationWorkflow:
         reply, calls = _digest(produced)
         if not reply:
             reply = SORRY
+            if speak_key:
+                # The LLM step never closed the text stream: speak the apology instead.
+                self._interrupt_speaking()
+                self._start_speaking(turn, speak_key, text=SORRY)
         transfer = self._transfer_from(produced)
         if transfer is not None and self._s.state == ConversationState.ACTIVE:
             self._s.transfer = transfer
@@ -233,6 +330,7 @@ class ConversationWorkflow:
         return TurnResult(
             turn=turn,
             user_text=text,
+            turn_key=speak_key,
             reply=reply,
             tool_calls=calls,
             state=self._s.state,
@@ -252,6 +350,64 @@ class ConversationWorkflow:
                     call_record_id=data.get("call_record_id"),
                 )
         return None
+
+    # ---- speaking ---------------------------------------------------------------------
+
+    def _start_speaking(self, turn: int, turn_key: str, text: str | None = None) -> None:
+        handle = workflow.start_activity(
+            speak,
+            SpeakInput(conversation_id=self._input.conversation_id, turn_key=turn_key, text=text),
+            start_to_close_timeout=SPEAK_TIMEOUT,
+            heartbeat_timeout=SPEECH_HEARTBEAT,
+            retry_policy=SPEECH_RETRY,
+            # A barge-in cancels; the activity then reports what it had spoken.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"speak {turn_key}",
+        )
+        speaking = _Speaking(turn, turn_key, handle)
+        speaking.task = asyncio.create_task(self._await_speaking(speaking))
+        self._speaking = speaking
+
+    async def _await_speaking(self, speaking: _Speaking) -> None:
+        try:
+            result: SpeakResult | None = await speaking.handle
+        except Exception as error:  # speech failing must not end the call
+            workflow.logger.warning("speaking %s failed: %s", speaking.turn_key, error)
+            result = None
+        finally:
+            if self._speaking is speaking:
+                self._speaking = None
+        if result is not None:
+            self._record_spoken(speaking, result)
+
+    def _interrupt_speaking(self) -> None:
+        if self._speaking is not None:
+            self._speaking.handle.cancel()
+
+    def _record_spoken(self, speaking: _Speaking, result: SpeakResult) -> None:
+        heard: str | None = None
+        if speaking.played_ms is not None:
+            heard = _heard_text(result, speaking.played_ms)
+        for index in range(len(self._s.transcript) - 1, -1, -1):
+            entry = self._s.transcript[index]
+            if entry.role == "assistant" and entry.turn == speaking.turn:
+                updated = entry.model_copy(update={"timings": result.timings, "heard": heard})
+                self._s.transcript = [
+                    *self._s.transcript[:index],
+                    updated,
+                    *self._s.transcript[index + 1 :],
+                ]
+                break
+        latest = speaking.turn == self._s.turn
+        if (
+            heard is not None
+            and latest
+            and self._s.memory
+            and self._s.memory[-1].get("type") == "ai"
+        ):
+            # The model should know the caller cut the answer short.
+            note = f"{heard} [the caller interrupted here]" if heard else "[interrupted]"
+            self._s.memory = [*self._s.memory[:-1], {"type": "ai", "content": note}]
 
     def _remember(self, human: dict[str, Any], reply: str) -> None:
         # Memory keeps the spoken exchange only; tool details stay in history, not in state.
@@ -314,6 +470,28 @@ class ConversationWorkflow:
             transfer=self._s.transfer,
             outcome=self._s.outcome,
         )
+
+
+def _heard_text(result: SpeakResult, played_ms: int) -> str:
+    """The words the caller heard: whole sentences before `played_ms`, and the share of the
+    sentence playing then, cut in proportion to the time it had played."""
+    heard: list[str] = []
+    for index, sentence in enumerate(result.sentences):
+        if sentence.start_ms >= played_ms:
+            break
+        end = (
+            result.sentences[index + 1].start_ms
+            if index + 1 < len(result.sentences)
+            else result.audio_ms
+        )
+        if played_ms >= end:
+            heard.append(sentence.text)
+            continue
+        words = sentence.text.split()
+        share = (played_ms - sentence.start_ms) / max(1, end - sentence.start_ms)
+        heard.extend(words[: int(len(words) * share)])
+        break
+    return " ".join(heard)
 
 
 def _tool_messages(produced: list[dict[str, Any]]) -> list[dict[str, Any]]:

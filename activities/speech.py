@@ -1,0 +1,236 @@
+"""Speech activities: transcribe an utterance from its Redis stream, speak a reply into one.
+
+Audio never crosses the activity boundary: inputs and results are ids, text and small facts.
+Both activities heartbeat their stream offsets, so a retry after a worker crash resumes
+instead of losing or repeating audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from convonet.speech.vocabulary import load_vocabulary
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities import runtime
+from activities.models import (
+    SpeakInput,
+    SpeakResult,
+    SpokenSentence,
+    TranscribeInput,
+    TranscribeResult,
+)
+from convonet.db.session import session_scope
+from convonet.speech import streams
+from convonet.speech import timings as marks
+from convonet.speech.audio import FRAME_BYTES, FRAME_MS, duration_ms
+from convonet.speech.sentences import SentenceBuffer
+from workflows.conversation.models import MAX_TURN_CHARS
+
+READ_BLOCK_MS = 500
+READ_COUNT = 100
+# How long a stream may stay silent before the writer is presumed gone.
+STALL_S = 15.0
+
+
+class _TranscribeProgress(BaseModel):
+    """Heartbeat details: where a retried attempt picks up.
+
+    `offset` is the last stream entry whose audio is already reflected in `committed`
+    (finished text). The embedded engine cannot restore a half-decoded utterance, so its
+    committed offset is the utterance start; nothing read after it is ever skipped.
+    """
+
+    offset: str = "0-0"
+    committed: str = ""
+    read_to: str = "0-0"
+
+
+def _progress(model: type[BaseModel]) -> Any:
+    details = activity.info().heartbeat_details
+    if details:
+        try:
+            return model.model_validate(details[0])
+        except (TypeError, ValueError):
+            activity.logger.warning("ignoring unreadable heartbeat details")
+    return model()
+
+
+def _decode(value: bytes | None) -> str:
+    return value.decode() if value else ""
+
+
+@activity.defn
+async def transcribe(request: TranscribeInput) -> TranscribeResult:
+    rt = runtime.current()
+    redis, ttl = rt.streams, rt.settings.audio_stream_ttl_s
+    progress: _TranscribeProgress = _progress(_TranscribeProgress)
+    if activity.info().attempt > 1:
+        activity.logger.info(
+            "resuming utterance %s from offset %s", request.turn_key, progress.offset
+        )
+    async with session_scope(rt.settings.effective_database_url) as session:
+        vocabulary = await load_vocabulary(session, request.user_id)
+    source = streams.key(request.conversation_id, request.turn_key, "in")
+    results = streams.StreamWriter(
+        redis, streams.key(request.conversation_id, request.turn_key, "stt"), ttl
+    )
+    recognition = await rt.recognizer.open(vocabulary)
+    audio_bytes = 0
+    last_id = progress.offset
+    idle_since = time.monotonic()
+    try:
+        finished = False
+        while not finished:
+            entries = await streams.read(redis, source, last_id, READ_BLOCK_MS, READ_COUNT)
+            activity.heartbeat(progress.model_copy(update={"read_to": last_id}).model_dump())
+            if not entries:
+                if time.monotonic() - idle_since > STALL_S:
+                    activity.logger.warning("utterance %s stalled; using what arrived", source)
+                    break
+                continue
+            idle_since = time.monotonic()
+            for entry_id, fields in entries:
+                last_id = entry_id
+                if b"end" in fields:
+                    finished = True
+                    break
+                pcm = fields.get(b"pcm", b"")
+                audio_bytes += len(pcm)
+                interim = await recognition.feed(pcm)
+                if interim:
+                    await results.add({"type": "interim", "text": interim})
+        text = await recognition.finish()
+    finally:
+        await recognition.aclose()
+    text = " ".join(f"{progress.committed} {text}".split())[:MAX_TURN_CHARS]
+    await streams.mark(redis, request.conversation_id, request.turn_key, marks.STT_FINAL, ttl)
+    await results.add({"type": "final", "text": text})
+    return TranscribeResult(text=text, audio_ms=duration_ms(audio_bytes))
+
+
+class _SpeakProgress(BaseModel):
+    """Heartbeat details: the text consumed and the audio already written."""
+
+    text_offset: str = "0-0"
+    consumed: str = ""
+    sentences: list[SpokenSentence] = []
+    audio_ms: int = 0
+
+
+class _Speaker:
+    """Turns sentences into 20 ms frames on the turn's `out` stream."""
+
+    def __init__(self, request: SpeakInput, progress: _SpeakProgress) -> None:
+        rt = runtime.current()
+        self.rt = rt
+        self.request = request
+        self.progress = progress
+        self.out = streams.StreamWriter(
+            rt.streams,
+            streams.key(request.conversation_id, request.turn_key, "out"),
+            rt.settings.audio_stream_ttl_s,
+        )
+        self.first_audio = False
+
+    async def say(self, sentence: str) -> None:
+        start = self.progress.audio_ms
+        await self.out.add({"sentence": sentence, "ms": start})
+        carry = b""
+        async for chunk in self.rt.synthesizer.synthesize(sentence):
+            carry += chunk
+            while len(carry) >= FRAME_BYTES:
+                await self._frame(carry[:FRAME_BYTES])
+                carry = carry[FRAME_BYTES:]
+        if carry:
+            await self._frame(carry + b"\x00" * (FRAME_BYTES - len(carry)))
+        self.progress.sentences.append(SpokenSentence(text=sentence, start_ms=start))
+        activity.heartbeat(self.progress.model_dump())
+
+    async def _frame(self, pcm: bytes) -> None:
+        await self.out.add({"pcm": pcm, "ms": self.progress.audio_ms})
+        self.progress.audio_ms += FRAME_MS
+        if not self.first_audio:
+            self.first_audio = True
+            await streams.mark(
+                self.rt.streams,
+                self.request.conversation_id,
+                self.request.turn_key,
+                marks.FIRST_AUDIO,
+                self.rt.settings.audio_stream_ttl_s,
+            )
+
+    async def finish(self, interrupted: bool) -> SpeakResult:
+        fields: dict[str, bytes | str | int] = {"end": 1, "ms": self.progress.audio_ms}
+        if interrupted:
+            fields["interrupted"] = 1
+        await self.out.add(fields)
+        recorded = await streams.marks(
+            self.rt.streams, self.request.conversation_id, self.request.turn_key
+        )
+        return SpeakResult(
+            sentences=self.progress.sentences,
+            audio_ms=self.progress.audio_ms,
+            interrupted=interrupted,
+            timings=marks.timings_from_marks(recorded),
+        )
+
+
+@activity.defn
+async def speak(request: SpeakInput) -> SpeakResult:
+    """Speaks the reply sentence by sentence while the LLM is still writing it."""
+    progress: _SpeakProgress = _progress(_SpeakProgress)
+    speaker = _Speaker(request, progress)
+    try:
+        if request.text is not None:
+            buffer = SentenceBuffer()
+            sentences = [*buffer.push(request.text), *buffer.flush()]
+            for sentence in sentences[len(progress.sentences) :]:
+                await speaker.say(sentence)
+        else:
+            await _speak_stream(speaker, progress)
+    except asyncio.CancelledError:
+        # Barge-in: the caller interrupted. Close the stream and report what was spoken.
+        return await asyncio.shield(speaker.finish(interrupted=True))
+    return await speaker.finish(interrupted=False)
+
+
+async def _speak_stream(speaker: _Speaker, progress: _SpeakProgress) -> None:
+    rt = runtime.current()
+    request = speaker.request
+    source = streams.key(request.conversation_id, request.turn_key, "text")
+    buffer = SentenceBuffer()
+    # A retry rebuilds the sentences consumed so far and speaks only those not yet spoken.
+    pending = buffer.push(progress.consumed)[len(progress.sentences) :]
+    idle_since = time.monotonic()
+    while True:
+        for sentence in pending:
+            await speaker.say(sentence)
+        pending = []
+        entries = await streams.read(
+            rt.streams, source, progress.text_offset, READ_BLOCK_MS, READ_COUNT
+        )
+        activity.heartbeat(progress.model_dump())
+        if not entries:
+            if time.monotonic() - idle_since > STALL_S:
+                activity.logger.warning("reply text %s stalled; speaking what arrived", source)
+                break
+            continue
+        idle_since = time.monotonic()
+        ended = False
+        for entry_id, fields in entries:
+            progress.text_offset = entry_id
+            if b"end" in fields:
+                ended = True
+                break
+            delta = _decode(fields.get(b"d"))
+            progress.consumed += delta
+            pending.extend(buffer.push(delta))
+        if ended:
+            pending.extend(buffer.flush())
+            for sentence in pending:
+                await speaker.say(sentence)
+            return
