@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import runtime
+from activities.agent_nodes import llm_node, tool_node
 from activities.auth import close_session, verify_pin
 from activities.speech import speak, transcribe
 from convonet.settings import Settings
@@ -22,7 +23,14 @@ from workflows.conversation.workflow import ConversationWorkflow
 log = logging.getLogger("convonet.worker")
 
 WORKFLOWS: list[type] = [ConversationWorkflow]
-ACTIVITIES: list[Callable[..., Any]] = [verify_pin, close_session, transcribe, speak]
+ACTIVITIES: list[Callable[..., Any]] = [
+    verify_pin,
+    close_session,
+    transcribe,
+    speak,
+    llm_node,
+    tool_node,
+]
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:

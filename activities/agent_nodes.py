@@ -1,4 +1,5 @@
-"""The agent graph's nodes. Each runs as its own Temporal activity via the LangGraph plugin."""
+"""The agent graph's I/O: one LLM step, one tool call. Each is a (local) activity that the
+graph's workflow-side nodes call, so retries and idempotency are Temporal's."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from convonet.services.dispatch import execute_tool
 from convonet.speech import streams, timings
 
 
+@activity.defn(name="agent.llm")
 async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
     rt = runtime.current()
     context = TurnContext.model_validate(state["context"]).localized()
@@ -57,6 +59,7 @@ def idempotency_key(context: TurnContext, tool_call_id: str) -> str:
     return f"{context.workflow_id}:{context.turn}:{tool_call_id}"
 
 
+@activity.defn(name="agent.tool")
 async def tool_node(task: dict[str, Any]) -> dict[str, Any]:
     """Runs one tool call as the authenticated caller, exactly once per idempotency key."""
     rt = runtime.current()

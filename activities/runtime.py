@@ -36,11 +36,10 @@ _runtime: ActivityRuntime | None = None
 
 def configure(settings: Settings) -> ActivityRuntime:
     # Imported here so a missing optional engine never breaks importing the activities.
-    from convonet.engines.stt.factory import speech_recognizer
-    from convonet.engines.tts.factory import speech_synthesizer
-
     from convonet.engines.calendar.factory import calendar_backend
     from convonet.engines.llm.factory import chat_model
+    from convonet.engines.stt.factory import speech_recognizer
+    from convonet.engines.tts.factory import speech_synthesizer
 
     global _runtime
     _runtime = ActivityRuntime(

@@ -11,7 +11,6 @@ import asyncio
 import time
 from typing import Any
 
-from convonet.speech.vocabulary import load_vocabulary
 from pydantic import BaseModel
 from temporalio import activity
 
@@ -28,6 +27,7 @@ from convonet.speech import streams
 from convonet.speech import timings as marks
 from convonet.speech.audio import FRAME_BYTES, FRAME_MS, duration_ms
 from convonet.speech.sentences import SentenceBuffer
+from convonet.speech.vocabulary import load_vocabulary
 from workflows.conversation.models import MAX_TURN_CHARS
 
 READ_BLOCK_MS = 500

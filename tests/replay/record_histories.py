@@ -24,7 +24,9 @@ from convonet.call_client import ScriptedCaller
 from convonet.db.migrate import upgrade
 from convonet.seed import seed
 from convonet.settings import Settings
+from convonet.speech.audio import silence
 from tests.conftest import PG_ADMIN_DSN, REDIS_URL, TEST_PEPPER, _async_url
+from tests.speech_samples import speak
 from tests.system import RunningSystem, running_system
 from workflows.conversation.models import workflow_id_for
 from workflows.conversation.workflow import ConversationWorkflow
@@ -75,8 +77,32 @@ async def _record(
     return replies
 
 
+async def _record_voice(system: RunningSystem) -> None:
+    """Spoken turns, a barge-in and a typed turn whose reply is spoken."""
+    caller = ScriptedCaller(system.url)
+    status = await caller.connect()
+    await caller.login("3456")
+    first = await caller.speak(speak("create a todo to buy milk"), speed=1.8)
+    assert first["tool_calls"], first
+    await caller.stream(speak("what's on my list") + silence(600), speed=1.8)
+    start = await caller.wait_for("speech", event="start")
+    await caller.wait_for("timings", turn_key=start["turn_key"])
+    await caller.request("barge_in", {"turn_key": start["turn_key"], "played_ms": 500})
+    await caller.wait_for("audio_done", turn_key=start["turn_key"])
+    typed = await caller.request("text_turn", {"text": "thank you", "speak": True})
+    await caller.wait_for("audio_done", turn_key=typed["data"]["turn_key"])
+    await caller.request("hang_up", {})
+    await caller.close()
+    handle = system.client.get_workflow_handle_for(
+        ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+    )
+    await handle.result()
+    await _save_runs(system.client, status["conversation_id"], "voice_barge_in")
+
+
 async def _scenarios(settings: Settings) -> None:
     async with running_system(settings) as system:
+        await _record_voice(system)
         await _record(system, "failed_then_good_login", ["9999", "1234"], [])
         await _record(
             system,

@@ -13,7 +13,13 @@ from workflows.conversation.models import ConversationInput, ConversationStatus
 from workflows.conversation.workflow import ConversationWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
-SCENARIOS = ("failed_then_good_login", "multi_turn_tools", "transfer_request", "continue_as_new")
+SCENARIOS = (
+    "failed_then_good_login",
+    "multi_turn_tools",
+    "transfer_request",
+    "continue_as_new",
+    "voice_barge_in",
+)
 
 
 def _committed() -> list[WorkflowHistory]:
