@@ -1,11 +1,81 @@
-// The caller page: PIN login and typed turns over the /caller namespace
-// (docs/socket-protocol.md). Every text from the server is shown with textContent only.
+// The caller page: PIN login, voice (hands-free or push-to-talk) and typed turns over the
+// /caller namespace (docs/socket-protocol.md). Every text from the server is shown with
+// textContent only, never as markup.
 import { CallerSocket } from "/socket.js";
+import { AudioEngine, MicError, RATE } from "/voice.js";
+import { attachPinPad } from "/pinpad.js";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "convonet.session";
-let socket;
+const UNREACHABLE = "Can't reach Convonet. Retrying…";
+const BARGE_IN_RMS = 0.02; // full scale; about 650 in int16
+const BARGE_IN_FRAMES = 3; // consecutive 20 ms frames over the threshold
+const MAX_BACKLOG = 50; // frames kept while the edge acknowledges `mic` (1 s)
+const MAX_BUFFERED_BYTES = 64 * 1024; // shed microphone audio on a stalled link
+
+// Test hooks, updated live (times are performance.now() milliseconds, null until it happens):
+//   micFrames          20 ms frames captured from the microphone
+//   framesSent         audio_frame events sent to the edge
+//   micStartedAt       when the microphone last started
+//   playedFrames       reply audio frames played out by the speaker worklet
+//   playedPeakRms      highest RMS (0..1) of the non-silent reply audio played
+//   playbackStartedAt  when reply audio last started playing
+//   playbackStoppedAt  when it last stopped (drained at the end of a turn, or flushed)
+//   bargeInAt          when the page last interrupted a reply because the caller spoke
+//   lastTurnKey        turn_key of the latest voice event from the edge
+const stats = {
+  micFrames: 0,
+  framesSent: 0,
+  micStartedAt: null,
+  playedFrames: 0,
+  playedPeakRms: 0,
+  playbackStartedAt: null,
+  playbackStoppedAt: null,
+  bargeInAt: null,
+  lastTurnKey: null,
+};
+window.convonetStats = stats;
+
+// ---- page state ------------------------------------------------------------------------
+
+let socket = null;
 let conversationId = null;
+let authenticated = false;
+let ended = false;
+let retries = 0; // reconnect attempts since the last successful connection
+let retryTimer = null;
+let refusal = ""; // the server's reason when it refused this connection
+let lastRefusal = ""; // ... and the one on screen
+let resuming = false; // connected with a saved session
+
+// Microphone: what the caller asked for, and what the edge has acknowledged.
+const mic = {
+  handsFree: false,
+  held: false, // push-to-talk button or space bar held
+  pttOpen: false, // a push-to-talk `mic` open was sent for this hold
+  generation: 0, // bumped by every open and close; stale acks are ignored
+  buffering: false, // `mic` open sent, ack pending: frames wait in the backlog
+  backlog: [],
+  streaming: false, // frames go to the edge as they are captured
+  seq: 0, // per connection: the edge refuses a seq not above the last one
+  loud: 0, // consecutive frames over BARGE_IN_RMS
+  queue: Promise.resolve(), // `mic` commands go out one after the other
+};
+
+// Turns on screen, by turn_key: {user: li, assistant: li, text, latencyMs, timings}.
+const turns = new Map();
+// Typed turns waiting for their ack (which names their `t…` key): a spoken typed turn's
+// events can come first, so the first unknown `t…` key belongs to the oldest of them.
+let keylessTyped = [];
+const interrupted = new Set(); // turn keys whose audio the caller cut off
+const audioDone = new Set(); // turn keys whose audio_done arrived
+let playingTurn = null; // the turn whose reply audio is queued or playing
+let workletPlaying = false;
+const playedSamples = new Map(); // turn key -> samples actually played
+
+const audio = new AudioEngine({ onMicFrame, onPlayback });
+
+// ---- small view helpers ----------------------------------------------------------------
 
 function show(id, visible) {
   $(id).hidden = !visible;
@@ -16,40 +86,257 @@ function showError(message) {
   show("error", Boolean(message));
 }
 
-function addLine(role, text, detail) {
+function clearError(message) {
+  if ($("error").textContent === message) showError("");
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+const STAGES = { idle: "Idle", listening: "Listening…", thinking: "Thinking…", speaking: "Speaking…" };
+
+function setStage(stage) {
+  if (!Object.hasOwn(STAGES, stage)) return;
+  $("stage").dataset.stage = stage;
+  $("stage").textContent = STAGES[stage];
+}
+
+function currentStage() {
+  return $("stage").dataset.stage;
+}
+
+function settleStage() {
+  setStage(playingTurn ? "speaking" : mic.handsFree || mic.held ? "listening" : "idle");
+}
+
+function capitalized(text) {
+  return text ? text[0].toUpperCase() + text.slice(1) : text;
+}
+
+// ---- transcript ------------------------------------------------------------------------
+
+function makeLine(role, text) {
   const item = document.createElement("li");
   item.className = role;
   const who = document.createElement("strong");
   who.textContent = role === "user" ? "You" : "Assistant";
   const body = document.createElement("span");
+  body.className = "text";
   body.textContent = text;
   item.append(who, " ", body);
-  if (detail) {
-    const small = document.createElement("small");
-    small.textContent = detail;
-    item.append(" ", small);
-  }
-  $("transcript").append(item);
+  return item;
+}
+
+function addLine(role, text, before = null) {
+  const item = makeLine(role, text);
+  $("transcript").insertBefore(item, before);
   item.scrollIntoView({ block: "end" });
+  return item;
+}
+
+function lineText(item, text) {
+  item.querySelector(".text").textContent = text;
+}
+
+function newTurn(key) {
+  return { key, user: null, assistant: null, text: "", latencyMs: null, timings: null };
+}
+
+function nameTypedTurn(turn, key) {
+  turn.key = key;
+  turns.set(key, turn);
+  keylessTyped = keylessTyped.filter((other) => other !== turn);
+}
+
+function turnFor(key) {
+  key = String(key ?? "");
+  if (turns.has(key)) return turns.get(key);
+  if (key.startsWith("t") && keylessTyped.length > 0) {
+    const typed = keylessTyped[0];
+    nameTypedTurn(typed, key);
+    return typed;
+  }
+  const turn = newTurn(key);
+  turns.set(key, turn);
+  return turn;
+}
+
+function assistantLine(turn) {
+  if (!turn.assistant) {
+    turn.assistant = addLine("assistant", "");
+    turn.assistant.classList.add("streaming");
+    if (interrupted.has(turn.key)) turn.assistant.classList.add("interrupted");
+  }
+  return turn.assistant;
+}
+
+function renderLatency(turn) {
+  if (!turn.assistant) return;
+  const timings = turn.timings || {};
+  let text = "";
+  if (timings.voice_to_voice_ms != null) text = `voice-to-voice ${timings.voice_to_voice_ms} ms`;
+  else if (turn.latencyMs != null) text = `reply ${turn.latencyMs} ms`;
+  if (!text) return;
+  let small = turn.assistant.querySelector("small.latency");
+  if (!small) {
+    small = document.createElement("small");
+    small.className = "latency";
+    turn.assistant.append(" ", small);
+  }
+  small.textContent = text;
+  const parts = [
+    ["end of speech", timings.end_of_speech_ms],
+    ["transcript", timings.stt_final_ms],
+    ["first token", timings.llm_first_token_ms],
+    ["first audio", timings.tts_first_audio_ms],
+  ].filter(([, ms]) => ms != null);
+  small.title = parts.map(([name, ms]) => `${name} ${ms} ms`).join(" · ");
+}
+
+// A finished turn (the `reply` event or a text_turn acknowledgement).
+function settleReply(turn, reply) {
+  if (reply.user && !turn.user) {
+    turn.user = addLine("user", reply.user, turn.assistant);
+  } else if (reply.user && turn.user?.classList.contains("interim")) {
+    lineText(turn.user, reply.user);
+    turn.user.classList.remove("interim");
+  } else if (!reply.user && turn.user?.classList.contains("interim")) {
+    turn.user.remove();
+    turn.user = null;
+  }
+  if (reply.assistant) {
+    const line = assistantLine(turn);
+    lineText(line, reply.assistant);
+    line.classList.remove("streaming");
+    turn.text = reply.assistant;
+    turn.latencyMs = reply.latency_ms ?? turn.latencyMs;
+    renderLatency(turn);
+  } else if (turn.assistant && !turn.text) {
+    turn.assistant.remove();
+    turn.assistant = null;
+  }
+  if (currentStage() === "thinking") settleStage();
+}
+
+// ---- connection ------------------------------------------------------------------------
+
+function savedSession() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(STORE) || "{}");
+    return saved.session_token && saved.conversation_id ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function connect() {
+  clearTimeout(retryTimer);
+  const saved = savedSession();
+  resuming = Boolean(saved);
+  refusal = "";
+  const own = new CallerSocket("/caller", saved || {}, {
+    connected: () => {
+      retries = 0;
+      clearError(UNREACHABLE);
+      if (lastRefusal) clearError(lastRefusal);
+    },
+    refused: (message) => {
+      // e.g. "the assistant is unavailable right now": say so, then retry.
+      refusal = `${capitalized(message).replace(/[.!]?$/, ".")} Retrying…`;
+      if (message === "bad connection parameters") sessionStorage.removeItem(STORE);
+      own.close();
+    },
+    disconnected: () => {
+      if (own !== socket) return;
+      lostConnection();
+    },
+    status: onStatus,
+    error: onServerError,
+    speech: onSpeech,
+    stage: (event) => {
+      stats.lastTurnKey = event.turn_key;
+      // The edge is done sending before the speaker is done playing: keep "speaking".
+      if (!(event.stage === "idle" && playingTurn)) setStage(event.stage);
+    },
+    transcript: onTranscript,
+    reply_text: onReplyText,
+    reply: (reply) => {
+      stats.lastTurnKey = reply.turn_key;
+      settleReply(turnFor(reply.turn_key), reply);
+    },
+    audio_out: onAudioOut,
+    audio_done: onAudioDone,
+    timings: (timings) => {
+      const turn = turnFor(timings.turn_key);
+      turn.timings = timings;
+      renderLatency(turn);
+    },
+  });
+  socket = own;
+  mic.seq = 0; // audio_frame seq starts at 0 on each connection and only increases
+  own.open();
+}
+
+function lostConnection() {
+  mic.streaming = false;
+  mic.buffering = false;
+  mic.backlog = [];
+  mic.queue = Promise.resolve();
+  if (playingTurn) {
+    audioDone.add(playingTurn); // no audio_done will come for it now
+    audio.endTurn(playingTurn);
+  }
+  if (ended) return; // the call is over: the caller starts a new one with #restart
+  lastRefusal = refusal;
+  showError(refusal || UNREACHABLE);
+  setStatus("Reconnecting…");
+  // Back off 0.5 s, 1 s, 2 s, 4 s, then every 5 s.
+  const delay = Math.min(5000, 500 * 2 ** retries);
+  retries += 1;
+  retryTimer = setTimeout(connect, delay);
 }
 
 function onStatus(status) {
   conversationId = status.conversation_id;
+  authenticated = status.authenticated;
   if (!status.authenticated) sessionStorage.removeItem(STORE);
+  if (resuming && !status.authenticated && status.state === "awaiting-auth") {
+    showError("Your session has ended. Please enter your PIN again.");
+  }
+  resuming = false;
   const labels = {
     "awaiting-auth": "Enter your PIN to start.",
     active: `Talking with the assistant${status.caller_name ? ` as ${status.caller_name}` : ""}.`,
     transferring: `Transfer requested to ${status.transfer?.department ?? "an agent"}.`,
     bridged: "Connected to an agent.",
-    ended: "The call has ended. Reload to start a new one.",
+    ended: "The call has ended.",
   };
-  $("status").textContent = labels[status.state] || status.state;
+  setStatus(labels[status.state] || status.state);
+  ended = status.state === "ended";
   show("login", status.state === "awaiting-auth");
-  show("conversation", status.authenticated && status.state !== "ended");
+  show("conversation", status.authenticated && !ended);
+  show("restart", ended);
+  if (ended) endVoice();
+  else if (status.authenticated && mic.handsFree && !mic.streaming && !mic.buffering) {
+    openMic("hands_free"); // back after a reconnect: the edge forgot the open microphone
+  }
 }
 
+function onServerError(error) {
+  // Acknowledged events show their own failures; these arrive only as `error` events.
+  if (error.code === "not_authenticated" && (mic.handsFree || mic.held)) {
+    stopVoice();
+    showError(error.message);
+  } else if (error.code === "bad_audio" || error.code === "rate_limited") {
+    console.debug("audio frame dropped by the edge:", error.message);
+  }
+}
+
+// ---- login -----------------------------------------------------------------------------
+
 function failure(ack) {
-  return ack.ok ? "" : ack.error.message;
+  return ack.ok ? "" : ack.error?.message || "That did not work.";
 }
 
 async function login(event) {
@@ -57,11 +344,23 @@ async function login(event) {
   showError("");
   const pin = $("pin").value;
   $("pin").value = "";
+  audio.ensure().catch(() => {}); // a user gesture: let reply audio play later
+  $("login-submit").disabled = true;
   try {
     const ack = await socket.call("authenticate", { pin });
     if (!ack.ok) return showError(failure(ack));
     const result = ack.data;
-    if (!result.ok) return showError(result.reason);
+    if (!result.ok) {
+      showError(result.reason); // wrong PIN, or locked out: the server's words
+      const left = result.state !== "ended" && result.attempts_left > 0;
+      $("attempts").textContent = left
+        ? `${result.attempts_left} ${result.attempts_left === 1 ? "try" : "tries"} left.`
+        : "";
+      show("attempts", left);
+      return;
+    }
+    show("attempts", false);
+    authenticated = true;
     // Kept for this tab only, so a reconnect resumes the same conversation.
     sessionStorage.setItem(
       STORE,
@@ -69,13 +368,17 @@ async function login(event) {
     );
     show("login", false);
     show("conversation", true);
-    $("status").textContent = `Talking with the assistant as ${result.caller_name}.`;
+    setStatus(`Talking with the assistant as ${result.caller_name}.`);
     addLine("assistant", result.greeting);
     $("text").focus();
   } catch (error) {
     showError(`Could not reach the assistant (${error.message}).`);
+  } finally {
+    $("login-submit").disabled = false;
   }
 }
+
+// ---- typed turns -----------------------------------------------------------------------
 
 async function say(event) {
   event.preventDefault();
@@ -83,43 +386,382 @@ async function say(event) {
   const text = $("text").value.trim();
   if (!text) return;
   $("text").value = "";
-  addLine("user", text);
-  $("status").textContent = "Thinking…";
+  audio.ensure().catch(() => {});
+  const turn = newTurn(null);
+  turn.user = addLine("user", text);
+  keylessTyped.push(turn);
+  setStage("thinking");
   try {
-    const ack = await socket.call("text_turn", { text });
+    // Spoken too: its events (reply_text, audio_out, ...) carry a `t…` turn key.
+    const ack = await socket.call("text_turn", { text, speak: true });
     if (!ack.ok) {
-      $("status").textContent = "";
+      forgetTyped(turn);
+      settleStage();
       return showError(failure(ack));
     }
-    const reply = ack.data;
-    addLine("assistant", reply.assistant, `${reply.latency_ms} ms`);
-    if (reply.state === "active") $("status").textContent = "Listening.";
+    if (ack.data.turn_key && !turn.key) nameTypedTurn(turn, ack.data.turn_key);
+    forgetTyped(turn);
+    settleReply(turn, ack.data);
   } catch (error) {
+    forgetTyped(turn);
+    settleStage();
     showError(`Could not reach the assistant (${error.message}).`);
   }
 }
 
+function forgetTyped(turn) {
+  keylessTyped = keylessTyped.filter((other) => other !== turn);
+}
+
 async function hangUp() {
-  await socket.call("hang_up", {}).catch(() => {});
+  endVoice();
+  await socket.call("hang_up", {}, 10000).catch(() => {});
   sessionStorage.removeItem(STORE);
 }
 
-function connect() {
-  const saved = JSON.parse(sessionStorage.getItem(STORE) || "{}");
-  socket = new CallerSocket("/caller", saved.session_token ? saved : {}, {
-    status: onStatus,
-    error: () => {},
-    connected: () => showError(""),
-    refused: (message) => showError(message),
-    disconnected: () => {
-      $("status").textContent = "Connection lost; reconnecting…";
-      setTimeout(connect, 1500);
-    },
-  });
-  socket.open();
+function restart() {
+  sessionStorage.removeItem(STORE);
+  ended = false;
+  showError("");
+  show("restart", false);
+  $("transcript").replaceChildren();
+  turns.clear();
+  const old = socket;
+  socket = null; // its close is not a network drop
+  old?.close();
+  connect();
 }
 
+// ---- microphone ------------------------------------------------------------------------
+
+// `mic` commands are sent one after the other, so an open and a close never cross.
+function micCommand(command) {
+  mic.queue = mic.queue.then(command, command).catch(() => {});
+  return mic.queue;
+}
+
+function openMic(mode) {
+  const generation = ++mic.generation;
+  mic.streaming = false;
+  mic.buffering = true;
+  mic.backlog = [];
+  micCommand(async () => {
+    let ack = null;
+    try {
+      ack = await socket.call("mic", { open: true, mode }, 3000);
+    } catch {
+      // No answer (an edge without voice yet, or a dropped link): stream anyway; the edge
+      // answers bad frames with `error` events, which never break the page.
+    }
+    const backlog = mic.backlog;
+    mic.backlog = [];
+    mic.buffering = false;
+    if (ack && !ack.ok) {
+      if (generation === mic.generation) {
+        showError(failure(ack));
+        stopVoice();
+      }
+      return;
+    }
+    // Frames captured while waiting (e.g. a quick push-to-talk) go out before any close.
+    for (const pcm of backlog) sendFrame(pcm);
+    if (generation === mic.generation) mic.streaming = true;
+  });
+}
+
+function closeMic() {
+  mic.generation += 1;
+  mic.streaming = false;
+  micCommand(() => socket.call("mic", { open: false }, 3000));
+}
+
+function sendFrame(pcm) {
+  if (socket.bufferedAmount > MAX_BUFFERED_BYTES) return; // the link stalls: shed audio
+  if (socket.emit("audio_frame", { seq: mic.seq, rate: RATE, pcm })) {
+    mic.seq += 1;
+    stats.framesSent += 1;
+  }
+}
+
+function levelOf(rms) {
+  // 0 at -60 dBFS (or silence), 1 at 0 dBFS.
+  if (rms <= 0) return 0;
+  return Math.max(0, Math.min(1, (20 * Math.log10(rms) + 60) / 60));
+}
+
+function onMicFrame(pcm, rms) {
+  stats.micFrames += 1;
+  $("level").value = levelOf(rms);
+  const live = mic.handsFree || mic.held;
+  if (!live) return;
+  mic.loud = rms > BARGE_IN_RMS ? mic.loud + 1 : 0;
+  if (mic.loud >= BARGE_IN_FRAMES) {
+    if (playingTurn && !interrupted.has(playingTurn)) bargeIn();
+    if (currentStage() === "idle") setStage("listening");
+  }
+  if (mic.streaming) sendFrame(pcm);
+  else if (mic.buffering) {
+    mic.backlog.push(pcm);
+    if (mic.backlog.length > MAX_BACKLOG) mic.backlog.shift();
+  }
+}
+
+function micFailed(error) {
+  showError(
+    error instanceof MicError
+      ? error.message
+      : `The microphone could not start (${error.message}); type your request below.`,
+  );
+}
+
+function updateVoiceButtons() {
+  $("mic").setAttribute("aria-pressed", String(mic.handsFree));
+  $("mic").classList.toggle("on", mic.handsFree);
+  $("ptt").classList.toggle("on", mic.held);
+  $("ptt").disabled = mic.handsFree;
+  if (!audio.capturing) $("level").value = 0;
+}
+
+async function toggleHandsFree() {
+  if (mic.handsFree) {
+    mic.handsFree = false;
+    closeMic();
+    audio.stopMic();
+    updateVoiceButtons();
+    settleStage();
+    return;
+  }
+  if ($("mic").getAttribute("aria-busy") === "true") return;
+  showError("");
+  $("mic").setAttribute("aria-busy", "true");
+  try {
+    await audio.startMic();
+  } catch (error) {
+    micFailed(error);
+    return;
+  } finally {
+    $("mic").setAttribute("aria-busy", "false");
+  }
+  stats.micStartedAt = performance.now();
+  mic.handsFree = true;
+  updateVoiceButtons();
+  openMic("hands_free");
+  settleStage();
+}
+
+async function pttDown() {
+  if (mic.handsFree || mic.held || !authenticated || ended) return;
+  mic.held = true;
+  mic.pttOpen = false;
+  updateVoiceButtons();
+  if (playingTurn && !interrupted.has(playingTurn)) bargeIn(); // talking over the reply
+  const starting = !audio.capturing;
+  try {
+    await audio.startMic();
+  } catch (error) {
+    mic.held = false;
+    updateVoiceButtons();
+    micFailed(error);
+    return;
+  }
+  if (starting) stats.micStartedAt = performance.now();
+  if (!mic.held) return; // released before the microphone was ready
+  showError("");
+  mic.pttOpen = true;
+  openMic("push_to_talk");
+  setStage("listening");
+}
+
+function pttUp() {
+  if (!mic.held) return;
+  mic.held = false;
+  mic.loud = 0;
+  if (mic.pttOpen) closeMic();
+  mic.pttOpen = false;
+  updateVoiceButtons();
+  if (currentStage() === "listening") setStage("idle");
+}
+
+// The microphone off, as the caller would turn it off.
+function stopVoice() {
+  if (mic.handsFree || mic.pttOpen) closeMic();
+  mic.handsFree = false;
+  mic.held = false;
+  mic.pttOpen = false;
+  audio.stopMic();
+  updateVoiceButtons();
+}
+
+// The call is over: no microphone, no more reply audio.
+function endVoice() {
+  mic.handsFree = false;
+  mic.held = false;
+  mic.pttOpen = false;
+  mic.streaming = false;
+  mic.buffering = false;
+  mic.generation += 1;
+  audio.stopMic();
+  audio.flush();
+  playingTurn = null;
+  updateVoiceButtons();
+  setStage("idle");
+}
+
+// ---- reply audio and barge-in ----------------------------------------------------------
+
+function onAudioOut(frame) {
+  stats.lastTurnKey = frame.turn_key;
+  if (interrupted.has(frame.turn_key) || ended) return; // the caller cut this reply off
+  if (!(frame.pcm instanceof ArrayBuffer)) return;
+  playingTurn = frame.turn_key;
+  audio.play(frame.turn_key, frame.pcm, frame.rate || RATE);
+}
+
+function onAudioDone(done) {
+  const key = done.turn_key;
+  stats.lastTurnKey = key;
+  audioDone.add(key);
+  if (done.interrupted) {
+    // The edge cut the reply short (its own barge-in): stop now and mark it.
+    if (playingTurn === key) {
+      audio.flush();
+      finishPlayback();
+    }
+    markInterrupted(key);
+  } else if (playingTurn === key) {
+    audio.endTurn(key); // the worklet plays out the rest, then reports "drained"
+  } else if (playingTurn === null) {
+    settleStage();
+  }
+}
+
+function finishPlayback() {
+  playingTurn = null;
+  stats.playbackStoppedAt = performance.now();
+  settleStage();
+}
+
+function onPlayback(message) {
+  if (message.type === "started") {
+    workletPlaying = true;
+    stats.playbackStartedAt = performance.now();
+    setStage("speaking");
+  } else if (message.type === "progress") {
+    stats.playedFrames = message.framesPlayed;
+    stats.playedPeakRms = message.peakRms;
+    playedSamples.set(message.turnKey, message.turnSamples);
+  } else if (message.type === "drained" || message.type === "flushed") {
+    if (message.turnKey) playedSamples.set(message.turnKey, message.turnSamples);
+    const wasPlaying = workletPlaying;
+    workletPlaying = false;
+    if (message.type === "flushed") {
+      if (wasPlaying) stats.playbackStoppedAt = performance.now();
+    } else if (playingTurn && audioDone.has(playingTurn)) {
+      finishPlayback();
+    }
+  }
+}
+
+function markInterrupted(key) {
+  interrupted.add(key);
+  turns.get(key)?.assistant?.classList.add("interrupted");
+}
+
+function bargeIn() {
+  const key = playingTurn;
+  audio.flush();
+  playingTurn = null;
+  markInterrupted(key);
+  stats.bargeInAt = performance.now();
+  const playedMs = Math.round(((playedSamples.get(key) || 0) * 1000) / RATE);
+  socket.call("barge_in", { turn_key: key, played_ms: playedMs }, 5000).catch(() => {});
+  setStage("listening");
+}
+
+// ---- voice events from the edge --------------------------------------------------------
+
+function onSpeech(event) {
+  stats.lastTurnKey = event.turn_key;
+  if (event.event === "start") setStage("listening");
+  else if (event.event === "end") setStage("thinking");
+}
+
+function onTranscript(event) {
+  stats.lastTurnKey = event.turn_key;
+  const turn = turnFor(event.turn_key);
+  if (turn.key.startsWith("t")) return; // a typed turn: its text is already shown
+  if (!turn.user) {
+    if (!event.text) return;
+    turn.user = addLine("user", "", turn.assistant);
+  }
+  lineText(turn.user, event.text);
+  turn.user.classList.toggle("interim", !event.final);
+  if (event.final && !event.text) {
+    turn.user.remove();
+    turn.user = null;
+  }
+}
+
+function onReplyText(event) {
+  stats.lastTurnKey = event.turn_key;
+  const turn = turnFor(event.turn_key);
+  turn.text += event.text;
+  lineText(assistantLine(turn), turn.text);
+  if (currentStage() === "listening" || currentStage() === "idle") setStage("thinking");
+}
+
+// ---- wiring ----------------------------------------------------------------------------
+
+function typingInto(target) {
+  return target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement;
+}
+
+attachPinPad($("pinpad"), $("pin"));
 $("login").addEventListener("submit", login);
 $("say").addEventListener("submit", say);
 $("hangup").addEventListener("click", hangUp);
+$("restart").addEventListener("click", restart);
+$("mic").addEventListener("click", () => {
+  audio.ensure().catch(() => {});
+  toggleHandsFree();
+});
+
+const ptt = $("ptt");
+ptt.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0) return;
+  ptt.setPointerCapture(event.pointerId); // the release counts even off the button
+  audio.ensure().catch(() => {});
+  pttDown();
+});
+for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
+  ptt.addEventListener(type, pttUp);
+}
+ptt.addEventListener("contextmenu", (event) => event.preventDefault()); // long press on phones
+ptt.addEventListener("keydown", (event) => {
+  if ((event.key === "Enter" || event.key === " ") && !event.repeat) {
+    event.preventDefault();
+    audio.ensure().catch(() => {});
+    pttDown();
+  }
+});
+ptt.addEventListener("keyup", (event) => {
+  if (event.key === "Enter" || event.key === " ") pttUp();
+});
+
+// The space bar talks anywhere on the page, except while typing.
+document.addEventListener("keydown", (event) => {
+  if (event.code !== "Space" || event.repeat || typingInto(event.target)) return;
+  if (event.target === ptt || $("conversation").hidden) return;
+  event.preventDefault();
+  audio.ensure().catch(() => {});
+  pttDown();
+});
+document.addEventListener("keyup", (event) => {
+  if (event.code === "Space" && event.target !== ptt) pttUp();
+});
+window.addEventListener("blur", pttUp); // a key released in another window
+
+// Browsers start audio only after a gesture: any tap lets pending reply audio play.
+document.addEventListener("pointerdown", () => audio.ready && audio.ensure().catch(() => {}));
+
 connect();
