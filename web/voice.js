@@ -95,9 +95,11 @@ export class AudioEngine {
       stream = await navigator.mediaDevices.getUserMedia({
         audio: {
           channelCount: 1,
+          // Echo cancellation keeps the reply out of the microphone (barge-in depends on it).
+          // Noise suppression and gain control reshape speech and cost recognizers accuracy.
           echoCancellation: true,
-          noiseSuppression: true,
-          autoGainControl: true,
+          noiseSuppression: false,
+          autoGainControl: false,
         },
       });
     } catch (error) {

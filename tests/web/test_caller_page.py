@@ -12,101 +12,20 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import shutil
 import threading
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from convonet.seed import seed
 from convonet.settings import Settings
 from tests.speech_samples import utterance_wav
 from tests.system import running_system
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-MIC_ERROR = "Microphone access was refused. Allow it in the browser, or type your request below."
-
-# Records every WebSocket the page opens and every message it sends, so tests can read the
-# wire and play the server's part (inject events) on the page's own connection.
-WIRE_SPY = """
-(() => {
-  const Native = window.WebSocket;
-  window.__wire = { sockets: [], sent: [] };
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      window.__wire.sockets.push(this);
-    }
-    send(data) {
-      window.__wire.sent.push(typeof data === "string" ? data : { bytes: data.byteLength });
-      super.send(data);
-    }
-  };
-  // Delivers one server event (binary values become attachments) as the edge would.
-  window.__inject = (event, payload) => {
-    const ws = window.__wire.sockets.at(-1);
-    const buffers = [];
-    const json = JSON.stringify([event, payload], (key, value) => {
-      if (value && value.__bytes) {
-        buffers.push(new Int16Array(value.__bytes).buffer);
-        return { _placeholder: true, num: buffers.length - 1 };
-      }
-      return value;
-    });
-    const header = buffers.length ? `45${buffers.length}-/caller,${json}` : `42/caller,${json}`;
-    ws.onmessage({ data: header });
-    for (const buffer of buffers) ws.onmessage({ data: buffer });
-  };
-  // 20 ms of a 440 Hz tone, as Int16 samples.
-  window.__tone = (amplitude = 0.3) =>
-    Array.from({ length: 320 }, (_, i) =>
-      Math.round(amplitude * 32767 * Math.sin((2 * Math.PI * 440 * i) / 16000)));
-})();
-"""
-
-Launch = Callable[..., Awaitable[BrowserContext]]
-
-
-@pytest.fixture
-async def launch(tmp_path: Path) -> AsyncIterator[Launch]:
-    """Starts Chromium with extra arguments; every context is closed after the test."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is needed for the page tests: apt-get install chromium")
-    async with async_playwright() as playwright:
-        contexts: list[BrowserContext] = []
-
-        async def start(*extra: str, permissions: list[str] | None = None) -> BrowserContext:
-            context = await playwright.chromium.launch_persistent_context(
-                str(tmp_path / f"profile{len(contexts)}"),
-                headless=True,
-                executable_path=CHROMIUM,
-                args=[*ARGS, *extra],
-                permissions=permissions or [],
-            )
-            await context.add_init_script(WIRE_SPY)
-            contexts.append(context)
-            return context
-
-        try:
-            yield start
-        finally:
-            for context in contexts:
-                await context.close()
+from tests.web.browser import MIC_ERROR, WEB_DIR, Launch
 
 
 @pytest.fixture
