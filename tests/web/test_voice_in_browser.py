@@ -27,7 +27,9 @@ async def test_spoken_request_creates_the_todo_and_is_answered_aloud(
 ) -> None:
     await seed(settings)
     wav = tmp_path / "milk.wav"
-    write_wav(wav, silence(500) + speak("create a todo to buy milk") + silence(12_000))
+    write_wav(
+        wav, silence(500) + speak("create a todo to buy milk", speed_wpm=140) + silence(12_000)
+    )
     context = await launch(*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}")
     async with running_system(settings) as system:
         page = await _logged_in_page(context, system.url)
