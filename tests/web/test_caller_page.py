@@ -184,8 +184,8 @@ async def test_network_drop_resumes_the_same_conversation(
         before = await page.evaluate("JSON.parse(sessionStorage.getItem('convonet.session'))")
 
         await page.evaluate("window.__wire.sockets.at(-1).close()")  # the network drops
+        await page.wait_for_function("window.__wire.sockets.length === 2")
         await expect(page.locator("#status")).to_contain_text("as Alice Martin")
-        assert await page.evaluate("window.__wire.sockets.length") == 2
         after = await page.evaluate("JSON.parse(sessionStorage.getItem('convonet.session'))")
         assert after == before
         await page.fill("#text", "add a todo water the plants")

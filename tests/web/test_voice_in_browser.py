@@ -13,13 +13,22 @@ from convonet.db.models import Todo
 from convonet.db.session import session_scope
 from convonet.seed import seed
 from convonet.settings import Settings
-from convonet.speech.audio import silence, write_wav
+from convonet.speech.audio import resample, silence, write_wav
 from tests.speech_samples import speak
 from tests.system import running_system
 from tests.web.browser import Launch
 from tests.web.test_caller_page import _logged_in_page
 
 FAKE_MIC = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+# Chromium's fake microphone runs at 48 kHz and stretches a 16 kHz file by plain
+# interpolation, which dulls consonants no real microphone would; the files are resampled
+# properly to 48 kHz first, as a real device's capture would be.
+DEVICE_RATE = 48_000
+
+
+def mic_file(path: Path, pcm: bytes) -> Path:
+    write_wav(path, resample(pcm, 16_000, DEVICE_RATE), DEVICE_RATE)
+    return path
 
 
 async def test_spoken_request_creates_the_todo_and_is_answered_aloud(
@@ -61,8 +70,7 @@ async def test_speaking_over_a_long_reply_stops_playback_at_once(
     first = silence(500) + speak("what's on my list")
     barge = speak("what time is it")
     pcm = first + silence(speech_at_ms - len(first) // 32) + barge + silence(15_000)
-    wav = tmp_path / "barge.wav"
-    write_wav(wav, pcm)
+    wav = mic_file(tmp_path / "barge.wav", pcm)
     context = await launch(*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}")
     async with running_system(settings) as system:
         helper = ScriptedCaller(system.url)

@@ -198,7 +198,8 @@ def build_language_model(vocabulary: Vocabulary, cache_dir: Path) -> Path:
     seen by this process are not even looked for on disk.
     """
     sentences = _sentences(vocabulary)
-    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:24]
+    recipe = f"discount={DISCOUNT_MASS}\n" + "\n".join(sentences)
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:24]
     lm_path = cache_dir / f"{digest}.lm"
     with _lock:
         if lm_path in _built:
@@ -226,9 +227,14 @@ def _sentences(vocabulary: Vocabulary) -> list[str]:
     return [*COMMAND_PHRASES, *(carrier.format(phrase) for phrase in own for carrier in _CARRIERS)]
 
 
+# Probability left for unseen word pairs (ArpaBoLM's default is 0.5). The phrases are the
+# domain, so little is held back: "buy milk" must beat an acoustically close "buy real".
+DISCOUNT_MASS = 0.2
+
+
 def _write_model(sentences: list[str], lm_path: Path) -> None:
     known = _pronunciations()
-    model = ArpaBoLM(text="\n".join(sentences), add_start=True)
+    model = ArpaBoLM(text="\n".join(sentences), add_start=True, discount_mass=DISCOUNT_MASS)
     model.compute()
     words = sorted({word for sentence in sentences for word in sentence.split()})
     lm_path.parent.mkdir(parents=True, exist_ok=True)
