@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langchain_core.messages import AIMessage, ToolMessage, convert_to_messages
+from langchain_core.messages import ToolMessage, convert_to_messages
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
@@ -27,32 +27,55 @@ async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
     rt = runtime.current()
     context = TurnContext.model_validate(state["context"]).localized()
     messages = convert_to_messages(state["messages"])
+    sink = _ReplyTextStream(context) if context.speak_key else None
     try:
-        reply = await rt.chat_model.respond(messages, TOOL_SPECS, context)
+        reply = await rt.chat_model.respond(
+            messages, TOOL_SPECS, context, on_text=sink.write if sink else None
+        )
     except LlmError as error:
         # Retried by Temporal per the node's retry policy; the message carries no secrets.
         raise RuntimeError(f"LLM {rt.chat_model.name} failed: {error}") from None
-    if context.speak_key:
-        await _stream_reply_text(context, reply)
+    if sink is not None:
+        await sink.finish(answered=not reply.tool_calls)
     return {"messages": [to_dict(reply)]}
 
 
-async def _stream_reply_text(context: TurnContext, reply: AIMessage) -> None:
-    """Hands the reply text to the speaking activity through the turn's text stream."""
-    rt = runtime.current()
-    assert context.speak_key is not None
-    ttl = rt.settings.audio_stream_ttl_s
-    text = reply.text.strip() if isinstance(reply.text, str) else ""
-    writer = streams.StreamWriter(
-        rt.streams, streams.key(context.conversation_id, context.speak_key, "text"), ttl
-    )
-    if text:
-        await streams.mark(
-            rt.streams, context.conversation_id, context.speak_key, timings.FIRST_TOKEN, ttl
+class _ReplyTextStream:
+    """Hands reply text to the speaking activity through the turn's text stream, as the
+    engine produces it, so the first sentence is spoken before the reply is complete."""
+
+    def __init__(self, context: TurnContext) -> None:
+        rt = runtime.current()
+        assert context.speak_key is not None
+        self.rt = rt
+        self.context = context
+        self.turn_key = context.speak_key
+        self.writer = streams.StreamWriter(
+            rt.streams,
+            streams.key(context.conversation_id, context.speak_key, "text"),
+            rt.settings.audio_stream_ttl_s,
         )
-        await writer.add({"d": text + " "})
-    if not reply.tool_calls:
-        await writer.add({"end": 1})
+        self.started = False
+
+    async def write(self, delta: str) -> None:
+        if not self.started:
+            self.started = True
+            await streams.mark(
+                self.rt.streams,
+                self.context.conversation_id,
+                self.turn_key,
+                timings.FIRST_TOKEN,
+                self.rt.settings.audio_stream_ttl_s,
+            )
+        await self.writer.add({"d": delta})
+
+    async def finish(self, answered: bool) -> None:
+        # A step that calls tools may speak a preface; the stream stays open for the answer
+        # after the tools. A step without tool calls is the answer's end.
+        if self.started:
+            await self.writer.add({"d": " "})
+        if answered:
+            await self.writer.add({"end": 1})
 
 
 def idempotency_key(context: TurnContext, tool_call_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ import uvicorn
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from convonet.agent.context import TurnContext
@@ -51,13 +52,48 @@ class MessagesStandIn:
         self.base_url = ""
         self.app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
 
-    async def _messages(self, request: Request) -> JSONResponse:
-        self.seen.append(Seen(dict(request.headers), await request.json()))
+    async def _messages(self, request: Request) -> Response:
+        body = await request.json()
+        self.seen.append(Seen(dict(request.headers), body))
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
         if API_KEY not in (request.headers.get("x-api-key"), bearer):
             return JSONResponse(_error("authentication_error", "invalid x-api-key"), 401)
         reply = self.script.pop(0)
+        if body.get("stream") and reply.status == 200:
+            return StreamingResponse(_events(reply.body), media_type="text/event-stream")
         return JSONResponse(reply.body, reply.status, headers=reply.headers)
+
+
+def _events(message: dict[str, Any]) -> Iterator[str]:
+    """A message as the Messages API streams it: server-sent events, text word by word."""
+
+    def event(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    yield event("message_start", {"message": {**message, "content": [], "stop_reason": None}})
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            for word in block["text"].split(" "):
+                delta = {"type": "text_delta", "text": word + " "}
+                yield event("content_block_delta", {"index": index, "delta": delta})
+        else:
+            start = {**block, "input": {}}
+            yield event("content_block_start", {"index": index, "content_block": start})
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            yield event("content_block_delta", {"index": index, "delta": delta})
+        yield event("content_block_stop", {"index": index})
+    yield event(
+        "message_delta",
+        {
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": 12},
+        },
+    )
+    yield event("message_stop", {})
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
@@ -245,3 +281,42 @@ async def test_bad_key_raises_llm_error_without_the_key(stand_in: MessagesStandI
 
 def test_factory_picks_claude_when_a_key_is_set(stand_in: MessagesStandIn) -> None:
     assert chat_model(_settings(stand_in)).name == "claude"
+
+
+async def test_streamed_reply_hands_text_over_as_it_arrives(stand_in: MessagesStandIn) -> None:
+    stand_in.script.append(
+        Reply(
+            200,
+            _message(
+                [
+                    {"type": "text", "text": "Adding it now."},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_03",
+                        "name": "create_todo",
+                        "input": {"title": "buy milk"},
+                    },
+                ],
+                "tool_use",
+            ),
+        )
+    )
+    pieces: list[str] = []
+
+    async def collect(text: str) -> None:
+        pieces.append(text)
+
+    reply = await ClaudeModel(_settings(stand_in)).respond(
+        [HumanMessage("add buy milk")], [TOOLS_BY_NAME["create_todo"]], _context(), on_text=collect
+    )
+
+    assert stand_in.seen[0].body["stream"] is True
+    assert len(pieces) == 3, "text arrives word by word, not at the end"
+    assert "".join(pieces).strip() == "Adding it now."
+    assert reply.text.strip() == "Adding it now."
+    (call,) = reply.tool_calls
+    assert (call["name"], call["args"], call["id"]) == (
+        "create_todo",
+        {"title": "buy milk"},
+        "toolu_03",
+    )

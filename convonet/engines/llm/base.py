@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage
 
 from convonet.agent.context import TurnContext
 from convonet.agent.tool_specs import ToolSpec
+
+# Receives each piece of reply text as soon as the engine has produced it.
+TextSink = Callable[[str], Awaitable[None]]
 
 
 class LlmError(Exception):
@@ -20,6 +23,9 @@ class ChatModel(ABC):
 
     The reply is an `AIMessage`: spoken text, tool calls, or both. Tool-call ids must be
     unique within the conversation; they become part of each tool's idempotency key.
+
+    With `on_text`, the engine hands over the reply's text while producing it (so speech
+    can start before the reply is complete); all of it, in order, exactly once.
     """
 
     name: str
@@ -30,4 +36,5 @@ class ChatModel(ABC):
         messages: Sequence[BaseMessage],
         tools: Sequence[ToolSpec],
         context: TurnContext,
+        on_text: TextSink | None = None,
     ) -> AIMessage: ...

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anthropic
 from langchain_anthropic import ChatAnthropic
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    SystemMessage,
+    message_chunk_to_message,
+)
 from pydantic import SecretStr
 
 from convonet.agent.context import TurnContext
 from convonet.agent.prompt import system_prompt
 from convonet.agent.tool_specs import ToolSpec
-from convonet.engines.llm.base import ChatModel, LlmError
+from convonet.engines.llm.base import ChatModel, LlmError, TextSink
 from convonet.settings import Settings
 
 # Answers are spoken, so a short cap keeps latency and cost down.
@@ -53,13 +59,31 @@ class ClaudeModel(ChatModel):
         messages: Sequence[BaseMessage],
         tools: Sequence[ToolSpec],
         context: TurnContext,
+        on_text: TextSink | None = None,
     ) -> AIMessage:
         llm = (
             self._llm.bind_tools([_anthropic_tool(spec) for spec in tools]) if tools else self._llm
         )
         prompt = [SystemMessage(system_prompt(context)), *messages]
         try:
-            reply = await llm.ainvoke(prompt)
+            if on_text is None:
+                return await llm.ainvoke(prompt)
+            return await _streamed(llm.astream(prompt), on_text)
         except anthropic.APIError as error:
             raise LlmError(_describe(error)) from error
-        return reply
+
+
+async def _streamed(chunks: AsyncIterator[BaseMessage], on_text: TextSink) -> AIMessage:
+    """Hands text on as it streams in; returns the whole message, tool calls included."""
+    whole: AIMessageChunk | None = None
+    async for chunk in chunks:
+        assert isinstance(chunk, AIMessageChunk)
+        whole = chunk if whole is None else whole + chunk
+        text = chunk.text
+        if text:
+            await on_text(text)
+    if whole is None:
+        raise LlmError("Claude returned an empty stream")
+    message = message_chunk_to_message(whole)
+    assert isinstance(message, AIMessage)
+    return message

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from convonet.agent.context import TurnContext
 from convonet.agent.tool_result import ToolResult
 from convonet.agent.tool_specs import ToolSpec
-from convonet.engines.llm.base import ChatModel
+from convonet.engines.llm.base import ChatModel, TextSink
 from convonet.engines.llm.intent_dates import (
     NUMBER,
     When,
@@ -858,6 +858,16 @@ class IntentModel(ChatModel):
         messages: Sequence[BaseMessage],
         tools: Sequence[ToolSpec],
         context: TurnContext,
+        on_text: TextSink | None = None,
+    ) -> AIMessage:
+        reply = self._reply(messages, tools, context)
+        # The whole reply exists at once, so it is handed over in one piece.
+        if on_text is not None and isinstance(reply.content, str) and reply.content:
+            await on_text(reply.content)
+        return reply
+
+    def _reply(
+        self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec], context: TurnContext
     ) -> AIMessage:
         results = _trailing_tool_messages(messages)
         if results:
