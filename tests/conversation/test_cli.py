@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 from convonet.seed import seed
 from convonet.settings import Settings
+from tests.speech_samples import utterance_wav
 from tests.system import running_system
 
 
@@ -71,3 +73,35 @@ async def test_call_reports_an_unreachable_system(settings: Settings) -> None:
         settings, "call", "--url", "http://127.0.0.1:9", "--pin", "1234", "--say", "hi"
     )
     assert code == 2 and "cannot reach Convonet" in err
+
+
+async def test_call_with_audio_speaks_a_recorded_utterance(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await seed(settings)
+    wav = utterance_wav(tmp_path / "list.wav", "what's on my list")
+    async with running_system(settings) as system:
+        code, out, err = await _convonet(
+            settings,
+            "call",
+            "--url",
+            system.url,
+            "--pin",
+            "1234",
+            "--say",
+            "add a todo buy bread",
+            "--audio",
+            str(wav),
+            "--json",
+        )
+        missing = await _convonet(
+            settings, "call", "--url", system.url, "--pin", "1234", "--audio", "nope.wav"
+        )
+    assert code == 0, err
+    login, typed, spoken = (json.loads(line) for line in out.splitlines())
+    assert typed["user"] == "add a todo buy bread" and "audio_ms" not in typed
+    assert spoken["user"] == "what's on my list"
+    assert "buy bread" in spoken["assistant"]
+    assert spoken["audio_ms"] > 500
+    assert spoken["timings"]["voice_to_voice_ms"] is not None
+    assert missing[0] == 2 and "cannot read audio" in missing[2]
