@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, async_playwright
 
+from convonet.speech.audio import resample, write_wav
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 ARGS = [
@@ -89,3 +91,15 @@ async def launch(tmp_path: Path) -> AsyncIterator[Launch]:
         finally:
             for context in contexts:
                 await context.close()
+
+
+# Chromium's fake microphone runs at 48 kHz and stretches a 16 kHz file by plain
+# interpolation, which dulls consonants no real microphone would; files are resampled
+# properly to 48 kHz first, as a real device's capture would be.
+DEVICE_RATE = 48_000
+
+
+def mic_file(path: Path, pcm: bytes) -> Path:
+    """A WAV for `--use-file-for-fake-audio-capture` from 16 kHz PCM."""
+    write_wav(path, resample(pcm, 16_000, DEVICE_RATE), DEVICE_RATE)
+    return path

@@ -23,9 +23,10 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from convonet.seed import seed
 from convonet.settings import Settings
-from tests.speech_samples import utterance_wav
+from convonet.speech.audio import silence
+from tests.speech_samples import speak
 from tests.system import running_system
-from tests.web.browser import MIC_ERROR, WEB_DIR, Launch
+from tests.web.browser import MIC_ERROR, WEB_DIR, Launch, mic_file
 
 
 @pytest.fixture
@@ -387,7 +388,9 @@ async def test_voice_round_trip_through_the_edge(
 ) -> None:
     """The real voice path: a spoken typed reply, then a hands-free utterance (eSpeak)."""
     await seed(settings)
-    wav = utterance_wav(tmp_path / "todos.wav", "what are my todos", lead_ms=500, tail_ms=8000)
+    wav = mic_file(
+        tmp_path / "todos.wav", silence(500) + speak("what's on my list") + silence(8000)
+    )
     context = await launch(
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
@@ -409,7 +412,7 @@ async def test_voice_round_trip_through_the_edge(
         # Hands-free: the edge hears the utterance, transcribes it, answers and speaks.
         await page.click("#mic")
         await expect(transcript.nth(3)).to_have_class("user", timeout=20_000)
-        await expect(transcript.nth(3)).to_contain_text("todo")
+        await expect(transcript.nth(3)).to_have_text("You what's on my list")
         await expect(transcript.nth(4).locator("small.latency")).to_contain_text(
             "voice-to-voice", timeout=20_000
         )

@@ -13,31 +13,21 @@ from convonet.db.models import Todo
 from convonet.db.session import session_scope
 from convonet.seed import seed
 from convonet.settings import Settings
-from convonet.speech.audio import resample, silence, write_wav
+from convonet.speech.audio import silence
 from tests.speech_samples import speak
 from tests.system import running_system
-from tests.web.browser import Launch
+from tests.web.browser import Launch, mic_file
 from tests.web.test_caller_page import _logged_in_page
 
 FAKE_MIC = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
-# Chromium's fake microphone runs at 48 kHz and stretches a 16 kHz file by plain
-# interpolation, which dulls consonants no real microphone would; the files are resampled
-# properly to 48 kHz first, as a real device's capture would be.
-DEVICE_RATE = 48_000
-
-
-def mic_file(path: Path, pcm: bytes) -> Path:
-    write_wav(path, resample(pcm, 16_000, DEVICE_RATE), DEVICE_RATE)
-    return path
 
 
 async def test_spoken_request_creates_the_todo_and_is_answered_aloud(
     settings: Settings, launch: Launch, tmp_path: Path
 ) -> None:
     await seed(settings)
-    wav = tmp_path / "milk.wav"
-    write_wav(
-        wav, silence(500) + speak("create a todo to buy milk", speed_wpm=140) + silence(12_000)
+    wav = mic_file(
+        tmp_path / "milk.wav", silence(500) + speak("create a todo to buy milk") + silence(12_000)
     )
     context = await launch(*FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}")
     async with running_system(settings) as system:
