@@ -230,16 +230,7 @@ class CallerNamespace(socketio.AsyncNamespace):
             return await self._fail(sid, "rejected", _update_error_message(error))
         except RPCError as error:
             return await self._unavailable(sid, error)
-        reply = ReplyOut(
-            turn=result.turn,
-            user=result.user_text,
-            assistant=result.reply,
-            tool_calls=result.tool_calls,
-            state=result.state,
-            transfer=result.transfer,
-            latency_ms=latency_ms,
-            turn_key=result.turn_key,
-        )
+        reply = ReplyOut.of(result, latency_ms)
         if result.state != ConversationState.ACTIVE:
             await self._push_turn_state(sid, session["conversation_id"], result)
         return _success(reply)

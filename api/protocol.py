@@ -12,6 +12,7 @@ from workflows.conversation.models import (
     ConversationState,
     ToolCallSummary,
     TransferRequest,
+    TurnResult,
 )
 
 NAMESPACE = "/caller"
@@ -113,6 +114,19 @@ class ReplyOut(BaseModel):
     transfer: TransferRequest | None = None
     latency_ms: int
     turn_key: str | None = None
+
+    @classmethod
+    def of(cls, result: TurnResult, latency_ms: int) -> ReplyOut:
+        return cls(
+            turn=result.turn,
+            user=result.user_text,
+            assistant=result.reply,
+            tool_calls=result.tool_calls,
+            state=result.state,
+            transfer=result.transfer,
+            latency_ms=latency_ms,
+            turn_key=result.turn_key,
+        )
 
 
 class Ack(BaseModel):

@@ -162,16 +162,7 @@ class VoiceConnection:
         if not result.user_text:
             self._stop_relay(turn_key)
             await self.emit("stage", {"turn_key": turn_key, "stage": "idle"})
-        reply = ReplyOut(
-            turn=result.turn,
-            user=result.user_text,
-            assistant=result.reply,
-            tool_calls=result.tool_calls,
-            state=result.state,
-            transfer=result.transfer,
-            latency_ms=round((time.perf_counter() - started) * 1000),
-            turn_key=turn_key,
-        )
+        reply = ReplyOut.of(result, round((time.perf_counter() - started) * 1000))
         await self.emit("reply", reply.model_dump(mode="json"))
         if result.state != ConversationState.ACTIVE:
             await self.on_state(result)
