@@ -1,8 +1,9 @@
 """Speech activities: transcribe an utterance from its Redis stream, speak a reply into one.
 
 Audio never crosses the activity boundary: inputs and results are ids, text and small facts.
-Both activities heartbeat their stream offsets, so a retry after a worker crash resumes
-instead of losing or repeating audio.
+Both activities heartbeat their stream offsets, so a retry after a worker crash loses no
+audio: the transcriber re-reads the utterance, which Redis keeps whole, and the speaker
+resumes after the sentences it had already spoken.
 """
 
 from __future__ import annotations
@@ -37,15 +38,12 @@ STALL_S = 15.0
 
 
 class _TranscribeProgress(BaseModel):
-    """Heartbeat details: where a retried attempt picks up.
+    """Heartbeat details: how far the attempt had read.
 
-    `offset` is the last stream entry whose audio is already reflected in `committed`
-    (finished text). The embedded engine cannot restore a half-decoded utterance, so its
-    committed offset is the utterance start; nothing read after it is ever skipped.
+    A recognizer cannot restore a half-decoded utterance, so a retry decodes it again from
+    its first frame; the stream keeps every frame until it expires, so nothing is lost.
     """
 
-    offset: str = "0-0"
-    committed: str = ""
     read_to: str = "0-0"
 
 
@@ -70,7 +68,9 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
     progress: _TranscribeProgress = _progress(_TranscribeProgress)
     if activity.info().attempt > 1:
         activity.logger.info(
-            "resuming utterance %s from offset %s", request.turn_key, progress.offset
+            "re-reading utterance %s (the last attempt had read to %s)",
+            request.turn_key,
+            progress.read_to,
         )
     async with session_scope(rt.settings.effective_database_url) as session:
         vocabulary = await load_vocabulary(session, request.user_id)
@@ -80,13 +80,13 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
     )
     recognition = await rt.recognizer.open(vocabulary)
     audio_bytes = 0
-    last_id = progress.offset
+    last_id = "0-0"
     idle_since = time.monotonic()
     try:
         finished = False
         while not finished:
             entries = await streams.read(redis, source, last_id, READ_BLOCK_MS, READ_COUNT)
-            activity.heartbeat(progress.model_copy(update={"read_to": last_id}).model_dump())
+            activity.heartbeat(_TranscribeProgress(read_to=last_id).model_dump())
             if not entries:
                 if time.monotonic() - idle_since > STALL_S:
                     activity.logger.warning("utterance %s stalled; using what arrived", source)
@@ -106,7 +106,7 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
         text = await recognition.finish()
     finally:
         await recognition.aclose()
-    text = " ".join(f"{progress.committed} {text}".split())[:MAX_TURN_CHARS]
+    text = " ".join(text.split())[:MAX_TURN_CHARS]
     await streams.mark(redis, request.conversation_id, request.turn_key, marks.STT_FINAL, ttl)
     await results.add({"type": "final", "text": text})
     return TranscribeResult(text=text, audio_ms=duration_ms(audio_bytes))

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,19 @@ class ScriptedCaller:
     async def _on_audio(self, data: dict[str, Any]) -> None:
         self.audio[str(data.get("turn_key"))] += data.get("pcm", b"")
 
-    async def wait_for(self, name: str, timeout: float = TIMEOUT_S, **match: Any) -> dict[str, Any]:
-        """The first `name` event whose fields equal `match`, waiting for it to arrive."""
+    async def wait_for(
+        self,
+        name: str,
+        timeout: float = TIMEOUT_S,
+        where: Callable[[dict[str, Any]], bool] = lambda _: True,
+        **match: Any,
+    ) -> dict[str, Any]:
+        """The first `name` event whose fields equal `match` (and that `where` accepts),
+        waiting for it to arrive."""
 
         def found() -> dict[str, Any] | None:
             for event in self.events[name]:
-                if all(event.get(k) == v for k, v in match.items()):
+                if all(event.get(k) == v for k, v in match.items()) and where(event):
                     return event
             return None
 
@@ -130,7 +138,9 @@ class ScriptedCaller:
         before = {e["turn_key"] for e in self.events["speech"]}
         await self.stream(pcm + silence(TRAILING_SILENCE_MS), speed)
         try:
-            ended = await self._next_speech_end(before)
+            ended = await self.wait_for(
+                "speech", timeout=10, where=lambda e: e["turn_key"] not in before, event="end"
+            )
         except TimeoutError:
             raise CallFailed("no speech was detected in that audio") from None
         turn_key = ended["turn_key"]
@@ -140,19 +150,6 @@ class ScriptedCaller:
         await self.wait_for("audio_done", turn_key=turn_key)
         timings = next((e for e in self.events["timings"] if e.get("turn_key") == turn_key), None)
         return {**reply, "audio_ms": duration_ms(len(self.audio[turn_key])), "timings": timings}
-
-    async def _next_speech_end(self, seen: set[str]) -> dict[str, Any]:
-        def fresh() -> dict[str, Any] | None:
-            for event in self.events["speech"]:
-                if event["event"] == "end" and event["turn_key"] not in seen:
-                    return event
-            return None
-
-        async with self._arrived:
-            await asyncio.wait_for(self._arrived.wait_for(lambda: fresh() is not None), 10)
-        event = fresh()
-        assert event is not None
-        return event
 
     async def close(self) -> None:
         await self.sio.disconnect()

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from api.protocol import TimingsOut
 from convonet.speech import streams
 from convonet.speech import timings as marks
+from convonet.speech.audio import SAMPLE_RATE
 
 log = logging.getLogger("convonet.api.voice")
 
@@ -53,7 +54,7 @@ async def relay_turn(
                     await _first_audio(redis, emit, conversation_id, turn_key)
                 await emit(
                     "audio_out",
-                    {"turn_key": turn_key, "seq": seq, "rate": 16000, "pcm": fields[b"pcm"]},
+                    {"turn_key": turn_key, "seq": seq, "rate": SAMPLE_RATE, "pcm": fields[b"pcm"]},
                 )
                 seq += 1
             elif kind == "out" and b"end" in fields:

@@ -13,7 +13,6 @@ Workflows see only the turn key; audio and token streams never enter a workflow 
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from typing import Any, Literal
@@ -21,7 +20,6 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 StreamKind = Literal["in", "stt", "text", "out", "timing"]
-TURN_KEY = re.compile(r"^[ut][0-9a-f]{12}$")
 # 20 ms frames: a 60 s utterance or reply fits in full.
 MAX_STREAM_LEN = 4000
 

@@ -1,5 +1,5 @@
-"""Kill -9 the worker while the caller is still speaking: the retried transcription resumes
-from the stream offset in its heartbeat, and the utterance is transcribed in full, once."""
+"""Kill -9 the worker while the caller is still speaking: the retried transcription re-reads
+the utterance, which Redis kept whole, and it is transcribed in full and answered once."""
 
 from __future__ import annotations
 
