@@ -16,13 +16,21 @@ from activities import runtime
 from activities.agent_nodes import llm_node, tool_node
 from activities.auth import close_session, verify_pin
 from activities.speech import speak, transcribe
+from activities.transfer import (
+    announce,
+    dial_agent,
+    hang_up_agent,
+    record_transfer,
+    route_transfer,
+)
 from convonet.settings import Settings
 from convonet.temporal_client import connect
 from workflows.conversation.workflow import ConversationWorkflow
+from workflows.transfer.workflow import TransferWorkflow
 
 log = logging.getLogger("convonet.worker")
 
-WORKFLOWS: list[type] = [ConversationWorkflow]
+WORKFLOWS: list[type] = [ConversationWorkflow, TransferWorkflow]
 ACTIVITIES: list[Callable[..., Any]] = [
     verify_pin,
     close_session,
@@ -30,6 +38,11 @@ ACTIVITIES: list[Callable[..., Any]] = [
     speak,
     llm_node,
     tool_node,
+    route_transfer,
+    record_transfer,
+    dial_agent,
+    hang_up_agent,
+    announce,
 ]
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from convonet import redis_keys
+from convonet.engines.agent_leg.base import AgentLeg
 from convonet.engines.calendar.base import CalendarBackend
 from convonet.engines.llm.base import ChatModel
 from convonet.engines.stt.base import SpeechRecognizer
@@ -27,6 +28,7 @@ class ActivityRuntime:
     calendar: CalendarBackend
     recognizer: SpeechRecognizer
     synthesizer: SpeechSynthesizer
+    agent_leg: AgentLeg
     # Audio and text streams hold bytes; this client does not decode.
     streams: aioredis.Redis
 
@@ -36,19 +38,22 @@ _runtime: ActivityRuntime | None = None
 
 def configure(settings: Settings) -> ActivityRuntime:
     # Imported here so a missing optional engine never breaks importing the activities.
+    from convonet.engines.agent_leg.factory import agent_leg
     from convonet.engines.calendar.factory import calendar_backend
     from convonet.engines.llm.factory import chat_model
     from convonet.engines.stt.factory import speech_recognizer
     from convonet.engines.tts.factory import speech_synthesizer
 
     global _runtime
+    redis = redis_keys.client(settings.effective_redis_url)
     _runtime = ActivityRuntime(
         settings=settings,
-        redis=redis_keys.client(settings.effective_redis_url),
+        redis=redis,
         chat_model=chat_model(settings),
         calendar=calendar_backend(settings),
         recognizer=speech_recognizer(settings),
         synthesizer=speech_synthesizer(settings),
+        agent_leg=agent_leg(settings, redis),
         streams=streams.binary_client(settings.effective_redis_url),
     )
     return _runtime

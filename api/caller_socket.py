@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -24,6 +25,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.events_hub import EventHub
 from api.protocol import (
     NAMESPACE,
     Ack,
@@ -42,7 +44,7 @@ from api.protocol import (
 )
 from api.services import EdgeServices
 from api.voice.connection import VoiceConnection
-from convonet import redis_keys
+from convonet import events, redis_keys
 from convonet.security import is_valid_pin_format
 from workflows.conversation.models import (
     AuthRequest,
@@ -80,9 +82,12 @@ def _update_error_message(error: WorkflowUpdateFailedError) -> str:
 
 
 class CallerNamespace(socketio.AsyncNamespace):
-    def __init__(self, services: EdgeServices) -> None:
+    def __init__(self, services: EdgeServices, hub: EventHub) -> None:
         super().__init__(NAMESPACE)
         self.services = services
+        self.hub = hub
+        # Live events of each logged-in connection's conversation (transfer progress).
+        self.following: dict[str, Callable[[], None]] = {}
         self.settings = services.settings
         self.redis = services.redis
         # Voice state of each logged-in connection of this process (frames are per socket).
@@ -117,8 +122,17 @@ class CallerNamespace(socketio.AsyncNamespace):
             },
         )
         await self._push_status(sid, status, authenticated=caller is not None)
+        if caller is not None:
+            await self._follow(sid, status.conversation_id)
+            transfer = status.transfer
+            if transfer is not None and transfer.status in ("answered", "bridged"):
+                session = await self.get_session(sid)
+                await self._voice(sid, session).enter_bridge(transfer.transfer_id)
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
+        stop = self.following.pop(sid, None)
+        if stop is not None:
+            stop()
         voice = self.voices.pop(sid, None)
         if voice is not None:
             await voice.aclose()
@@ -145,6 +159,8 @@ class CallerNamespace(socketio.AsyncNamespace):
                 idle_timeout_s=self.settings.idle_timeout_s,
                 max_pin_failures=self.settings.max_pin_failures_per_conversation,
                 continue_as_new_after_events=self.settings.history_event_limit,
+                ring_timeout_s=self.settings.transfer_ring_timeout_s,
+                connect_timeout_s=self.settings.transfer_connect_timeout_s,
             ),
             id=workflow_id_for(conversation_id),
             task_queue=self.settings.temporal_task_queue,
@@ -191,6 +207,7 @@ class CallerNamespace(socketio.AsyncNamespace):
         if result.ok:
             session.update(authenticated=True, session_token=session_token)
             await self.save_session(sid, session)
+            await self._follow(sid, session["conversation_id"])
         out = AuthResultOut(
             ok=result.ok,
             reason=result.reason,
@@ -331,6 +348,32 @@ class CallerNamespace(socketio.AsyncNamespace):
                 conversation_id=status.conversation_id, state=status.state, authenticated=False
             )
         )
+
+    # ---- live events of the conversation -----------------------------------------------
+
+    async def _follow(self, sid: str, conversation_id: str) -> None:
+        if sid in self.following:
+            return
+
+        async def deliver(event: events.Event) -> None:
+            await self._on_event(sid, event)
+
+        self.following[sid] = self.hub.add(events.conversation_channel(conversation_id), deliver)
+        await self.hub.wait_ready()
+
+    async def _on_event(self, sid: str, event: events.Event) -> None:
+        session = await self._require_login(sid)
+        if session is None:
+            return
+        if isinstance(event, events.TransferEvent):
+            await self.emit("transfer", event.model_dump(exclude={"type"}), to=sid)
+            if event.state in ("answered", "bridged"):
+                await self._voice(sid, session).enter_bridge(event.transfer_id)
+            elif event.state in ("ended", "failed") and sid in self.voices:
+                await self.voices[sid].leave_bridge()
+        elif isinstance(event, events.AssistantSays):
+            self._voice(sid, session).relay(event.turn_key)
+            await self.emit("assistant", event.model_dump(exclude={"type"}), to=sid)
 
     # ---- helpers ----------------------------------------------------------------------
 

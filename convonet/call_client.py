@@ -20,6 +20,8 @@ TIMEOUT_S = 60
 # Silence sent after an utterance so the edge's end-of-speech detection can fire.
 TRAILING_SILENCE_MS = 1500
 VOICE_EVENTS = ("speech", "stage", "transcript", "reply_text", "reply", "audio_done", "timings")
+# A transfer's progress, and what the assistant says on its own afterwards.
+TRANSFER_EVENTS = ("transfer", "assistant")
 
 
 class CallFailed(Exception):
@@ -38,12 +40,15 @@ class ScriptedCaller:
         # Voice events by name, in arrival order, and reply audio bytes by turn key.
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.audio: dict[str, bytearray] = defaultdict(bytearray)
+        # The human agent's voice while the call is bridged to them.
+        self.bridge_audio = bytearray()
         self._arrived = asyncio.Condition()
         self.mic_open = False
         self._seq = 0
-        for name in (*VOICE_EVENTS, "error"):
+        for name in (*VOICE_EVENTS, *TRANSFER_EVENTS, "error"):
             self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
         self.sio.on("audio_out", self._on_audio, namespace=NAMESPACE)
+        self.sio.on("bridge_audio", self._on_bridge_audio, namespace=NAMESPACE)
 
     def _recorder(self, name: str) -> Any:
         async def record(data: dict[str, Any]) -> None:
@@ -55,6 +60,9 @@ class ScriptedCaller:
 
     async def _on_audio(self, data: dict[str, Any]) -> None:
         self.audio[str(data.get("turn_key"))] += data.get("pcm", b"")
+
+    async def _on_bridge_audio(self, data: dict[str, Any]) -> None:
+        self.bridge_audio += data.get("pcm", b"")
 
     async def wait_for(
         self,

@@ -93,6 +93,8 @@ async def seed(settings: Settings) -> dict[str, list[dict[str, str]]]:
             if department is None:
                 department = Department(name=name, description=description, extension=extension)
                 session.add(department)
+            if department.team_id is None:
+                department.team_id = team.id  # messages left for a department go here
             departments[name] = department
         await session.flush()
         for demo_agent in DEMO_AGENTS:

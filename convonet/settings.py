@@ -82,9 +82,22 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
+    # Stand-in servers in tests; unset means Twilio's own API.
+    twilio_api_base_url: str | None = None
+    # SIP credentials Twilio presents to FusionPBX, when the domain asks for them.
+    twilio_sip_username: str | None = None
+    twilio_sip_password: str | None = None
     fusionpbx_domain: str | None = None
+    # Where the dashboard's softphone registers (JsSIP over WSS); set means PBX mode.
     fusionpbx_wss_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+
+    # Transfers to a human agent
+    transfer_ring_timeout_s: int = Field(30, ge=5, le=300)
+    # Waiting for the answered agent's audio to connect before the transfer fails.
+    transfer_connect_timeout_s: int = Field(15, ge=2, le=120)
+    agent_session_ttl_s: int = Field(12 * 3600, gt=0)
+    max_agent_login_failures: int = Field(10, gt=0)
 
     # Calendar: Google when credentials are set, else local tables
     google_calendar_credentials_file: Path | None = None
@@ -110,6 +123,15 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and self.twilio_from_number
+            and self.fusionpbx_domain
+        )
 
     @property
     def is_production(self) -> bool:

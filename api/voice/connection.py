@@ -20,12 +20,14 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from api.bridge.link import BridgeLink
 from api.protocol import AudioFrameIn, BargeInIn, ErrorOut, MicIn, ReplyOut
 from api.services import EdgeServices
 from api.voice.ingest import AudioIngest, Refusal
 from api.voice.relay import relay_turn
 from convonet.speech import streams
 from convonet.speech import timings as marks
+from convonet.speech.audio import SAMPLE_RATE
 from workflows.conversation.models import (
     BargeIn,
     ConversationState,
@@ -68,6 +70,9 @@ class VoiceConnection:
         self.relays: dict[str, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self._last_refusal = 0.0
+        # Set while the caller talks with a human agent: the microphone feeds the bridge.
+        self.bridge: BridgeLink | None = None
+        self._bridge_seq = 0
 
     # ---- client events --------------------------------------------------------------
 
@@ -119,7 +124,40 @@ class VoiceConnection:
             raise
         return result, round((time.perf_counter() - started) * 1000)
 
+    # ---- the bridge to a human agent ---------------------------------------------------
+
+    async def enter_bridge(self, transfer_id: str) -> None:
+        """The agent answered: the caller's audio goes to them, theirs comes back."""
+        if self.bridge is not None and self.bridge.transfer_id == transfer_id:
+            return
+        await self.leave_bridge()
+        for turn_key in list(self.relays):
+            self._stop_relay(turn_key)  # the assistant's reply gives way to the agent
+
+        async def to_caller(pcm: bytes, sent_at: float) -> None:
+            self._bridge_seq += 1
+            await self.emit(
+                "bridge_audio", {"seq": self._bridge_seq, "rate": SAMPLE_RATE, "pcm": pcm}
+            )
+
+        link = BridgeLink(self.services.streams, transfer_id, "caller", to_caller)
+        await link.start()
+        self.bridge = link
+        self.ingest.divert = link.send
+
+    async def leave_bridge(self) -> None:
+        link, self.bridge = self.bridge, None
+        self.ingest.divert = None
+        if link is not None:
+            await link.aclose()
+
+    def relay(self, turn_key: str) -> None:
+        """Plays a reply the workflow speaks on its own (after a transfer)."""
+        if turn_key not in self.relays:
+            self._relay(turn_key)
+
     async def aclose(self) -> None:
+        await self.leave_bridge()
         await self.ingest.aclose()
         for relay in self.relays.values():
             relay.cancel()

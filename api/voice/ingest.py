@@ -74,6 +74,9 @@ class AudioIngest:
         self.endpointer: Endpointer | None = None
         self.turn_key: str | None = None
         self.writer: streams.StreamWriter | None = None
+        # While the caller talks with a human agent, checked frames go to the bridge instead
+        # of the speech detector.
+        self.divert: Callable[[bytes], None] | None = None
         self.consumer = asyncio.create_task(self._consume())
 
     # ---- called from socket handlers (synchronous: order is preserved) -----------------
@@ -108,6 +111,9 @@ class AudioIngest:
         if not self.bucket.take() or self.queue.qsize() >= QUEUE_LIMIT:
             return Refusal("rate_limited", "Too much audio: frames are being dropped.")
         self.last_seq = frame.seq
+        if self.divert is not None:
+            self.divert(frame.pcm)
+            return None
         self.queue.put_nowait(frame.pcm)
         return None
 

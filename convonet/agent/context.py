@@ -21,6 +21,8 @@ class TurnContext(BaseModel):
     now_iso: str
     # Set when the reply is spoken: the LLM step streams its text to this turn's Redis stream.
     speak_key: str | None = None
+    # After a failed transfer: where "try again" and "take a message" are meant for.
+    last_failed_department: str = ""
 
     def localized(self) -> TurnContext:
         """The same context with `now_iso` in the caller's time zone (unknown zone: UTC)."""

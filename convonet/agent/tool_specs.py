@@ -127,6 +127,13 @@ class TransferToAgent(ToolArgs):
     reason: str = Field("", max_length=300)
 
 
+class TakeMessage(ToolArgs):
+    message: str = Field(min_length=1, max_length=500)
+    department: str | None = Field(
+        None, max_length=80, description="Defaults to the department the caller last tried"
+    )
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
@@ -168,6 +175,12 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         "transfer_to_agent",
         "Put the caller through to a human agent in a department.",
         TransferToAgent,
+    ),
+    ToolSpec(
+        "take_message",
+        "Leave the caller's message for a department's team when nobody could take the call; "
+        "the team gets it as a todo.",
+        TakeMessage,
     ),
 )
 

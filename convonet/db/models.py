@@ -149,6 +149,10 @@ class Department(Base):
     name: Mapped[str] = mapped_column(String(80), unique=True)
     description: Mapped[str] = mapped_column(String(200), default="")
     extension: Mapped[str] = mapped_column(String(20))
+    # Messages left when nobody could take a transfer become todos of this team.
+    team_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), nullable=True
+    )
 
 
 class Agent(Base):
@@ -186,6 +190,20 @@ class CallRecord(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     disposition: Mapped[str | None] = mapped_column(String(40), nullable=True)
     notes: Mapped[str] = mapped_column(Text, default="")
+    # The transfer's child workflow id, and the agent leg's id (a Twilio call SID, or a
+    # built-in ring id): how callbacks and the dashboard find the call.
+    transfer_id: Mapped[str | None] = mapped_column(String(120), nullable=True, index=True)
+    leg_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dialing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    bridged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    dispositioned_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    # Why a transfer failed (no-answer, busy, rejected, no-agent, error); empty otherwise.
+    outcome: Mapped[str] = mapped_column(String(40), default="")
+    # The warm hand-off shown to the agent: the AI conversation so far and its summary.
+    summary: Mapped[str] = mapped_column(Text, default="")
+    transcript: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
 
 
 class AuthAudit(Base):

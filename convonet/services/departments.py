@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from convonet.agent.context import TurnContext
 from convonet.agent.tool_result import ToolResult
-from convonet.agent.tool_specs import NoArgs, TransferToAgent
-from convonet.db.models import CallRecord, Department
+from convonet.agent.tool_specs import NoArgs, TakeMessage, TransferToAgent
+from convonet.db.models import CallRecord, Department, Priority, Todo
 from convonet.services import speech
 from convonet.services.errors import Refusal
 
@@ -63,4 +63,31 @@ async def transfer_to_agent(
             "reason": args.reason,
             "call_record_id": record.id,
         },
+    )
+
+
+async def take_message(session: AsyncSession, ctx: TurnContext, args: TakeMessage) -> ToolResult:
+    """A message for the people nobody could reach: a todo of the department's team."""
+    wanted = args.department or ctx.last_failed_department or DEFAULT_DEPARTMENT
+    department = await session.scalar(
+        select(Department).where(func.lower(Department.name) == wanted.lower())
+    )
+    if department is None:
+        raise Refusal(f"There is no {speech.clean(wanted, 40)} department to leave a message for.")
+    if department.team_id is None:
+        raise Refusal(f"{speech.clean(department.name, 40)} has no team to take messages.")
+    message = " ".join(args.message.split())
+    todo = Todo(
+        title=f"Call back {ctx.user_name}: {message}"[:200],
+        description=f"Message left by {ctx.user_name} for {department.name}: {message}",
+        creator_id=ctx.user_id,
+        team_id=department.team_id,
+        priority=Priority.HIGH,
+    )
+    session.add(todo)
+    await session.flush()
+    return ToolResult(
+        ok=True,
+        say=f"I've passed your message to the {speech.clean(department.name, 40)} team.",
+        data={"todo_id": todo.id, "department": department.name},
     )

@@ -58,6 +58,7 @@ HANDLERS: dict[str, Handler] = {
     "create_team_todo": lambda e, a: todos.create_team_todo(e.session, e.ctx, a),
     "list_departments": lambda e, a: departments.list_departments(e.session, e.ctx, a),
     "transfer_to_agent": lambda e, a: departments.transfer_to_agent(e.session, e.ctx, a),
+    "take_message": lambda e, a: departments.take_message(e.session, e.ctx, a),
 }
 
 

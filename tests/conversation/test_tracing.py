@@ -34,8 +34,11 @@ async def test_summaries_details_and_search_attributes(settings: Settings) -> No
             converter.from_payload(e.user_metadata.summary, str)
             for e in history.events
             # Activities and local activities (markers) both carry a readable summary.
-            if e.HasField("activity_task_scheduled_event_attributes")
-            or e.HasField("marker_recorded_event_attributes")
+            if (
+                e.HasField("activity_task_scheduled_event_attributes")
+                or e.HasField("marker_recorded_event_attributes")
+            )
+            and e.user_metadata.HasField("summary")
         ]
         assert summaries[0] == "verify PIN"
         assert 'tool create_todo: "buy milk"' in summaries

@@ -50,6 +50,12 @@ class TransferRequest(BaseModel):
     reason: str = ""
     extension: str = ""
     call_record_id: int | None = None
+    # Filled in as the transfer's child workflow reports progress.
+    transfer_id: str = ""
+    status: str = "requested"
+    agent_name: str = ""
+    # Why it failed or ended (no-answer, busy, agent-hung-up, ...).
+    outcome: str = ""
 
 
 class CarriedState(BaseModel):
@@ -62,6 +68,9 @@ class CarriedState(BaseModel):
     memory: list[dict[str, Any]] = Field(default_factory=list)
     transcript: list[TranscriptEntry] = Field(default_factory=list)
     transfer: TransferRequest | None = None
+    transfers: int = 0
+    # The department of the last transfer that failed: "try again" and messages go there.
+    last_failed_department: str = ""
     outcome: str = ""
     runs: int = 1
 
@@ -72,6 +81,8 @@ class ConversationInput(BaseModel):
     max_pin_failures: int = 5
     # Continue-as-new once history passes this many events (tests lower it).
     continue_as_new_after_events: int = 2000
+    ring_timeout_s: int = 30
+    connect_timeout_s: int = 15
     carried: CarriedState | None = None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.workflow import ActivityCancellationType
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.langgraph import graph
@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyPinInput,
     )
     from activities.speech import speak, transcribe
+    from activities.transfer import AnnounceInput, announce
     from convonet import search_attributes as sa
     from workflows.agent_graph import GRAPH_NAME
     from workflows.conversation.models import (
@@ -48,6 +49,16 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
         VoiceTurnRequest,
     )
+    from workflows.transfer.models import (
+        TRANSCRIPT_FOR_AGENT,
+        FailureReason,
+        HandOffLine,
+        TransferInput,
+        TransferOutcome,
+        TransferProgress,
+        TransferState,
+    )
+    from workflows.transfer.workflow import TransferWorkflow
 
 RECURSION_LIMIT = 12
 SORRY = "Sorry, I'm having trouble right now. Please try again in a moment."
@@ -55,6 +66,24 @@ SPEAK_TIMEOUT = timedelta(seconds=120)
 # Heartbeats carry the stream offsets; a dead worker's attempt is retried this soon.
 SPEECH_HEARTBEAT = timedelta(seconds=3)
 SPEECH_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=200))
+# Conversations started before transfers became a child workflow stay as they were.
+TRANSFER_CHILD_PATCH = "transfer-child-workflow"
+# After the call ends, a transfer still running gets this long to let go of the agent.
+TRANSFER_RELEASE_TIMEOUT = timedelta(seconds=60)
+OFFER = "I can take a message for the team, or try again. What would you like?"
+FAILURE_SAYS: dict[str, str] = {
+    FailureReason.NO_ANSWER: "Sorry, nobody in {department} answered.",
+    FailureReason.BUSY: "Sorry, everyone in {department} is busy right now.",
+    FailureReason.REJECTED: "Sorry, {agent} couldn't take your call just now.",
+    FailureReason.NO_AGENT: "Sorry, nobody in {department} is available right now.",
+    FailureReason.ERROR: "Sorry, I couldn't connect you to {department}.",
+}
+STATUS_SAYS = {
+    "requested": "I'm finding someone in {department} for you.",
+    "dialing": "I'm calling {agent} in {department} now.",
+    "ringing": "{agent}'s phone is ringing.",
+    "answered": "{agent} is picking up now.",
+}
 
 
 class _Speaking:
@@ -78,6 +107,8 @@ class ConversationWorkflow:
         self._turn_lock = asyncio.Lock()
         self._published: tuple[str, bool, str, str] | None = None
         self._speaking: _Speaking | None = None
+        self._transfer_task: asyncio.Task[None] | None = None
+        self._child: workflow.ChildWorkflowHandle[TransferWorkflow, TransferOutcome] | None = None
         self._agent = graph(GRAPH_NAME).compile()
 
     # ---- run loop ---------------------------------------------------------------------
@@ -97,22 +128,19 @@ class ConversationWorkflow:
                     timeout=max(remaining, timedelta(seconds=1)),
                 )
             except TimeoutError:
-                if self._turn_lock.locked() or self._speaking is not None:
-                    self._touch()  # a long turn is activity, not idleness
+                if self._busy():
+                    self._touch()  # a long turn or a call with an agent is not idleness
                 elif workflow.now() - self._last_touch >= idle:
                     self._end("idle-timeout")
                 continue
             if self._history_is_long() and self._s.state != ConversationState.ENDED:
                 await workflow.wait_condition(
-                    lambda: (
-                        workflow.all_handlers_finished()
-                        and not self._turn_lock.locked()
-                        and self._speaking is None
-                    )
+                    lambda: workflow.all_handlers_finished() and not self._busy()
                 )
                 self._s.runs += 1
                 workflow.continue_as_new(input.model_copy(update={"carried": self._s}))
         self._interrupt_speaking()
+        await self._release_transfer()
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and self._speaking is None
         )
@@ -127,6 +155,13 @@ class ConversationWorkflow:
 
     def _touch(self) -> None:
         self._last_touch = workflow.now()
+
+    def _busy(self) -> bool:
+        return (
+            self._turn_lock.locked()
+            or self._speaking is not None
+            or self._transfer_task is not None
+        )
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -234,7 +269,7 @@ class ConversationWorkflow:
         self._touch()
         async with self._turn_lock:
             text = heard.text.strip()
-            if not text or self._s.state != ConversationState.ACTIVE:
+            if not text or self._s.state not in _TURN_STATES:
                 # Noise, or the call moved on while the caller spoke: nothing to answer.
                 return TurnResult(
                     turn=self._s.turn,
@@ -255,7 +290,10 @@ class ConversationWorkflow:
             raise ValueError("Please log in with your PIN first.")
         if self._s.state == ConversationState.ENDED:
             raise ValueError("This conversation has ended.")
-        if self._s.state != ConversationState.ACTIVE:
+        if self._s.state == ConversationState.BRIDGED:
+            agent = self._s.transfer.agent_name if self._s.transfer else "the agent"
+            raise ValueError(f"You're connected with {agent}; the assistant is paused.")
+        if self._s.state not in _TURN_STATES:
             raise ValueError(f"The assistant is paused while the call is {self._s.state}.")
 
     # ---- signals and queries ----------------------------------------------------------
@@ -274,6 +312,27 @@ class ConversationWorkflow:
         if self._s.state != ConversationState.ENDED:
             self._end("hung-up")
 
+    @workflow.signal
+    def transfer_progress(self, progress: TransferProgress) -> None:
+        """The transfer child moved on; the caller's page hears it from the child itself."""
+        transfer = self._s.transfer
+        if transfer is None or transfer.transfer_id != progress.transfer_id:
+            return
+        self._touch()
+        self._s.transfer = transfer.model_copy(
+            update={
+                "status": progress.state.value,
+                "agent_name": progress.agent_name,
+                "outcome": progress.reason,
+            }
+        )
+        if (
+            progress.state == TransferState.BRIDGED
+            and self._s.state == ConversationState.TRANSFERRING
+        ):
+            self._s.state = ConversationState.BRIDGED
+        self._publish()
+
     @workflow.query
     def status(self) -> ConversationStatus:
         return self._status()
@@ -290,6 +349,8 @@ class ConversationWorkflow:
         self._s.turn += 1
         turn = self._s.turn
         self._note("user", text)
+        if self._s.state == ConversationState.TRANSFERRING:
+            return self._answer_with_transfer_status(text, speak_key)
         workflow.set_current_details(f"**{caller.name}**, turn {turn}: “{text[:80]}”")
         human = {"type": "human", "content": text}
         context = {
@@ -301,6 +362,7 @@ class ConversationWorkflow:
             "timezone": caller.timezone,
             "now_iso": workflow.now().isoformat(),
             "speak_key": speak_key,
+            "last_failed_department": self._s.last_failed_department,
         }
         if speak_key:
             self._start_speaking(turn, speak_key)
@@ -326,6 +388,9 @@ class ConversationWorkflow:
             self._s.state = ConversationState.TRANSFERRING
         self._remember(human, reply)
         self._note("assistant", reply)
+        if transfer is not None and self._s.transfer is transfer:
+            if workflow.patched(TRANSFER_CHILD_PATCH):
+                self._start_transfer(transfer)
         self._publish()
         return TurnResult(
             turn=turn,
@@ -336,6 +401,142 @@ class ConversationWorkflow:
             state=self._s.state,
             transfer=self._s.transfer,
         )
+
+    def _answer_with_transfer_status(self, text: str, speak_key: str | None) -> TurnResult:
+        """One transfer at a time: while it runs, the caller hears where it is."""
+        transfer = self._s.transfer
+        assert transfer is not None
+        template = STATUS_SAYS.get(transfer.status, STATUS_SAYS["requested"])
+        reply = template.format(
+            department=transfer.department, agent=transfer.agent_name or "an agent"
+        )
+        reply = f"{reply[0].upper()}{reply[1:]} Please hold on."
+        if speak_key:
+            self._start_speaking(self._s.turn, speak_key, text=reply)
+        self._note("assistant", reply)
+        return TurnResult(
+            turn=self._s.turn,
+            user_text=text,
+            turn_key=speak_key,
+            reply=reply,
+            state=self._s.state,
+            transfer=transfer,
+        )
+
+    # ---- the transfer -----------------------------------------------------------------
+
+    def _start_transfer(self, transfer: TransferRequest) -> None:
+        caller = self._s.caller
+        assert caller is not None and transfer.call_record_id is not None
+        self._s.transfers += 1
+        transfer_id = f"{workflow.info().workflow_id}-transfer-{self._s.transfers}"
+        self._s.transfer = transfer.model_copy(update={"transfer_id": transfer_id})
+        request = TransferInput(
+            transfer_id=transfer_id,
+            conversation_id=self._input.conversation_id,
+            parent_workflow_id=workflow.info().workflow_id,
+            call_record_id=transfer.call_record_id,
+            department=transfer.department,
+            reason=transfer.reason,
+            caller=caller,
+            transcript=[
+                HandOffLine(role=entry.role, text=entry.text)
+                for entry in self._s.transcript[-TRANSCRIPT_FOR_AGENT:]
+                if entry.role in ("user", "assistant")
+            ],
+            ring_timeout_s=self._input.ring_timeout_s,
+            connect_timeout_s=self._input.connect_timeout_s,
+        )
+        self._transfer_task = asyncio.create_task(self._run_transfer(request))
+
+    async def _run_transfer(self, request: TransferInput) -> None:
+        try:
+            self._child = await workflow.start_child_workflow(
+                TransferWorkflow.run,
+                request,
+                id=request.transfer_id,
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                static_summary=f"transfer to {request.department}",
+            )
+            outcome = await self._child
+        except Exception as error:  # a broken transfer must not end the call
+            workflow.logger.warning("transfer %s failed: %s", request.transfer_id, error)
+            outcome = TransferOutcome(
+                transfer_id=request.transfer_id,
+                state=TransferState.FAILED,
+                department=request.department,
+                reason=FailureReason.ERROR,
+            )
+        finally:
+            self._child = None
+            self._transfer_task = None
+        await self._after_transfer(outcome)
+
+    async def _after_transfer(self, outcome: TransferOutcome) -> None:
+        """Back to the assistant, which says how the transfer went."""
+        transfer = self._s.transfer
+        if transfer is not None:
+            self._s.transfer = transfer.model_copy(
+                update={
+                    "status": outcome.state.value,
+                    "agent_name": outcome.agent_name,
+                    "outcome": outcome.reason,
+                }
+            )
+        if self._s.state == ConversationState.ENDED:
+            self._publish()
+            return
+        self._s.state = ConversationState.ACTIVE
+        self._touch()
+        agent = outcome.agent_name or "the agent"
+        if outcome.state == TransferState.FAILED:
+            self._s.last_failed_department = outcome.department
+            template = FAILURE_SAYS.get(outcome.reason, FAILURE_SAYS[FailureReason.ERROR])
+            message = f"{template.format(department=outcome.department, agent=agent)} {OFFER}"
+        else:
+            self._s.last_failed_department = ""
+            message = f"Your call with {agent} has ended. Is there anything else I can help with?"
+        self._note("assistant", message)
+        if self._s.memory and self._s.memory[-1].get("type") == "ai":
+            # One assistant message per exchange: the model's memory stays well-formed.
+            last = self._s.memory[-1]
+            self._s.memory = [
+                *self._s.memory[:-1],
+                {"type": "ai", "content": f"{last.get('content', '')} {message}".strip()},
+            ]
+        self._publish()
+        turn_key = "t" + workflow.uuid4().hex[:12]
+        self._interrupt_speaking()
+        self._start_speaking(self._s.turn, turn_key, text=message)
+        await workflow.execute_activity(
+            announce,
+            AnnounceInput(
+                conversation_id=self._input.conversation_id,
+                text=message,
+                turn=self._s.turn,
+                turn_key=turn_key,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary="tell the caller how the transfer went",
+        )
+
+    async def _release_transfer(self) -> None:
+        """The caller left: the transfer lets go of the agent before the call closes."""
+        child = self._child
+        if self._transfer_task is None:
+            return
+        if child is not None:
+            try:
+                await child.signal(TransferWorkflow.caller_left)
+            except Exception as error:  # the child may have just finished
+                workflow.logger.info("transfer not told the caller left: %s", error)
+        try:
+            await workflow.wait_condition(
+                lambda: self._transfer_task is None, timeout=TRANSFER_RELEASE_TIMEOUT
+            )
+        except TimeoutError:
+            workflow.logger.warning("transfer did not finish after the caller left")
 
     @staticmethod
     def _transfer_from(produced: list[dict[str, Any]]) -> TransferRequest | None:
@@ -470,6 +671,9 @@ class ConversationWorkflow:
             transfer=self._s.transfer,
             outcome=self._s.outcome,
         )
+
+
+_TURN_STATES = (ConversationState.ACTIVE, ConversationState.TRANSFERRING)
 
 
 def _heard_text(result: SpeakResult, played_ms: int) -> str:

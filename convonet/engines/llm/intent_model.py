@@ -90,6 +90,8 @@ _NOT_A_TEAM = re.compile(r"\b(?:list|to-?dos?|to dos?|tasks?|calendar|reminders?
 class _Request:
     text: str
     now: datetime
+    # After a failed transfer, "try again" means that department.
+    last_failed_department: str = ""
 
 
 Builder = Callable[[re.Match[str], _Request], Args | None]
@@ -262,6 +264,19 @@ def _transfer(m: re.Match[str], request: _Request) -> Args:
     if not department or len(department.split()) > 3:
         department = "general"
     return {"department": department.lower(), "reason": (reason or request.text)[:300]}
+
+
+def _try_again(m: re.Match[str], request: _Request) -> Args | None:
+    if not request.last_failed_department:
+        return None
+    return {"department": request.last_failed_department, "reason": "trying again"}
+
+
+def _message(m: re.Match[str], request: _Request) -> Args:
+    args: Args = {"message": _clean(m.group("msg") or "")}
+    if m.group("dept"):
+        args["department"] = m.group("dept").lower()
+    return args
 
 
 def _no_args(m: re.Match[str], request: _Request) -> Args:
@@ -537,6 +552,18 @@ _RULES: tuple[_Rule, ...] = (
         r"^(?:transfer|connect)\s+me$",
     ),
     _rule(
+        "transfer_to_agent",
+        _try_again,
+        r"^(?:please\s+)?(?:try|transfer me|call them|ring them)\s+again(?:\s+please)?$",
+    ),
+    _rule(
+        "take_message",
+        _message,
+        r"^(?:please\s+|can you\s+|could you\s+)?(?:take|leave|pass on)\s+(?:a\s+|my\s+)?"
+        r"message(?:\s+for\s+(?P<dept>sales|support|billing|general))?\s*[:,-]?\s*"
+        r"(?:saying\s+|that\s+)?(?P<msg>.+)$",
+    ),
+    _rule(
         "list_my_teams",
         _no_args,
         r"^(?!create|make|add|new|start|delete|remove).*\b(?:my\s+teams|teams\s+(?:am\s+i|i'?m|"
@@ -798,7 +825,7 @@ def _now(context: TurnContext) -> datetime:
 
 def _tool_call(text: str, tools: Sequence[ToolSpec], context: TurnContext) -> ToolCall | None:
     offered = {spec.name: spec for spec in tools}
-    request = _Request(text, _now(context))
+    request = _Request(text, _now(context), context.last_failed_department)
     for rule in _RULES:
         spec = offered.get(rule.tool)
         if spec is None:

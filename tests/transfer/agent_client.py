@@ -1,0 +1,102 @@
+"""A scripted agent dashboard for the transfer tests: logs in over REST, connects the
+`/agent` socket with the login cookie, and records what the dashboard would show."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import httpx
+import socketio
+
+from convonet.speech.audio import SAMPLE_RATE, frames
+
+NAMESPACE = "/agent"
+EVENTS = ("agent_state", "ring", "call_state")
+
+
+class ScriptedAgent:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.AsyncClient(base_url=url, timeout=10)
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.heard = bytearray()
+        self.csrf = ""
+        self._arrived = asyncio.Condition()
+        self._seq = 0
+        for name in EVENTS:
+            self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
+        self.sio.on("audio_in", self._on_audio, namespace=NAMESPACE)
+
+    def _recorder(self, name: str) -> Any:
+        async def record(data: dict[str, Any]) -> None:
+            async with self._arrived:
+                self.events[name].append(data)
+                self._arrived.notify_all()
+
+        return record
+
+    async def _on_audio(self, data: dict[str, Any]) -> None:
+        self.heard += data.get("pcm", b"")
+
+    async def login(self, login: str = "dana", password: str = "agent-demo-2001") -> dict[str, Any]:
+        response = await self.http.post(
+            "/api/agent/login", json={"login": login, "password": password}
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        self.csrf = body["csrf_token"]
+        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        await self.sio.connect(
+            self.url,
+            namespaces=[NAMESPACE],
+            headers={"Cookie": cookie},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        return body
+
+    async def wait_for(self, name: str, timeout: float = 20, **match: Any) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for event in self.events[name]:
+                if all(event.get(k) == v for k, v in match.items()):
+                    return event
+            return None
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: found() is not None), timeout)
+        event = found()
+        assert event is not None
+        return event
+
+    async def request(self, event: str, payload: Any) -> dict[str, Any]:
+        ack: dict[str, Any] = await self.sio.call(event, payload, namespace=NAMESPACE, timeout=20)
+        return ack
+
+    async def stream(self, pcm: bytes) -> None:
+        """Talks into the call: 20 ms frames in real time."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, frame in enumerate(frames(pcm)):
+            self._seq += 1
+            await self.sio.emit(
+                "audio_frame",
+                {"seq": self._seq, "rate": SAMPLE_RATE, "pcm": frame},
+                namespace=NAMESPACE,
+            )
+            delay = started + (index + 1) * 0.02 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def dispose(self, call_record_id: int, disposition: str, notes: str) -> httpx.Response:
+        return await self.http.post(
+            f"/api/agent/calls/{call_record_id}/disposition",
+            json={"disposition": disposition, "notes": notes},
+            headers={"X-CSRF-Token": self.csrf},
+        )
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+        await self.http.aclose()
