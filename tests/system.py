@@ -37,8 +37,8 @@ class RunningSystem:
 
 
 @asynccontextmanager
-async def run_api(settings: Settings) -> AsyncIterator[str]:
-    port = free_port()
+async def run_api(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
+    port = port or free_port()
     settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
@@ -60,8 +60,11 @@ async def run_api(settings: Settings) -> AsyncIterator[str]:
 async def running_system(
     settings: Settings, with_worker: bool = True
 ) -> AsyncIterator[RunningSystem]:
+    # The worker builds callback URLs (Twilio webhooks) from the API's public address.
+    port = free_port()
+    settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     client = await connect(settings, with_agent_plugin=True)
-    async with run_api(settings) as url:
+    async with run_api(settings, port) as url:
         if with_worker:
             async with build_worker(client, settings):
                 yield RunningSystem(settings, client, url)

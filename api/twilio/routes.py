@@ -40,6 +40,13 @@ CALL_STATUS = {
 }
 TRANSFER_ID = r"^[A-Za-z0-9_.-]{1,120}$"
 POLICY_VIOLATION = 1008
+_CONSUME_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
 
 
 def _services(connection: Request | WebSocket) -> EdgeServices:
@@ -126,8 +133,11 @@ async def _admitted(services: EdgeServices, transfer_id: str, start: dict[str, o
     token = parameters.get("token") if isinstance(parameters, dict) else None
     if not isinstance(token, str) or not token:
         return False
-    expected = await services.redis.getdel(media_token_key(transfer_id))
-    if expected is None or expected != token_digest(token):
+    # Used up only by a match, atomically: a wrong guess cannot burn the real call's token.
+    consumed = await services.redis.eval(
+        _CONSUME_IF_EQUAL, 1, media_token_key(transfer_id), token_digest(token)
+    )
+    if consumed != 1:
         return False
     async with session_scope(services.settings.effective_database_url) as db:
         leg_id = await db.scalar(

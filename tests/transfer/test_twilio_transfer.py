@@ -1,0 +1,200 @@
+"""Twilio mode against a local Twilio that speaks its documented protocols: the call is
+created through the real twilio SDK, status callbacks are signed, and the media stream
+carries 8 kHz mu-law that the edge bridges to the caller's 16 kHz PCM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import websockets
+from sqlalchemy import select
+
+from convonet.call_client import ScriptedCaller
+from convonet.db.models import CallRecord
+from convonet.db.session import session_scope
+from convonet.seed import seed
+from convonet.settings import Settings
+from tests.standins.twilio_server import StandInCall, TwilioStandIn
+from tests.system import running_system
+from tests.transfer.test_builtin_transfer import dominant_frequency, tone
+
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+TOKEN = "test-auth-token-" + "x" * 16
+
+
+def _twilio(settings: Settings, standin: TwilioStandIn, **extra: object) -> Settings:
+    return settings.model_copy(
+        update={
+            "twilio_account_sid": ACCOUNT,
+            "twilio_auth_token": TOKEN,
+            "twilio_from_number": "+15550001111",
+            "twilio_api_base_url": standin.base_url,
+            "fusionpbx_domain": "pbx.example.test",
+            **extra,
+        }
+    )
+
+
+def tone_8k(frequency: float, seconds: float) -> bytes:
+    t = np.arange(int(8000 * seconds)) / 8000
+    return (0.4 * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16).tobytes()
+
+
+def dominant_8k(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / 8000)[int(np.argmax(spectrum))])
+
+
+async def _record(settings: Settings, conversation_id: str) -> CallRecord:
+    async with session_scope(settings.effective_database_url) as db:
+        record = await db.scalar(
+            select(CallRecord).where(CallRecord.conversation_id == conversation_id)
+        )
+        assert record is not None
+        return record
+
+
+async def _start_transfer(url: str, department: str) -> tuple[ScriptedCaller, str]:
+    caller = ScriptedCaller(url)
+    status = await caller.connect()
+    await caller.login("1234")
+    reply = await caller.say(f"transfer me to {department}")
+    assert reply["state"] == "transferring", reply
+    return caller, str(status["conversation_id"])
+
+
+async def test_twilio_call_is_signed_bridged_and_recorded(settings: Settings) -> None:
+    async with TwilioStandIn(ACCOUNT, TOKEN) as standin:
+        settings = _twilio(settings, standin)
+        await seed(settings)
+        async with running_system(settings) as system:
+            caller, conversation_id = await _start_transfer(system.url, "sales")
+            call = await standin.wait_for_call()
+
+            # The call rings the department's extension on the PBX, naming the conversation.
+            uri = urlparse(call.to)
+            assert call.to.startswith("sip:2001@pbx.example.test?")
+            assert parse_qs(uri.query)["X-Convonet-Conversation"] == [conversation_id]
+            assert call.from_ == "+15550001111"
+            assert call.timeout == settings.transfer_ring_timeout_s
+            assert call.twiml and "<Connect><Stream" in call.twiml
+            assert f"{system.url.replace('http', 'ws')}/twilio/media/" in call.twiml
+            assert call.status_callback and call.status_callback.startswith(system.url)
+            assert {"ringing", "answered", "completed"} <= set(call.status_callback_events)
+
+            # Unsigned or wrongly signed callbacks are refused and change nothing.
+            ringing = standin.status_params(call, "ringing")
+            assert await standin.post_callback(call, ringing, signature=None) == 403
+            assert await standin.post_callback(call, ringing, signature="forged") == 403
+            await asyncio.sleep(0.5)
+            assert not caller.events["transfer"] or all(
+                e["state"] != "ringing" for e in caller.events["transfer"]
+            )
+            assert (await _record(settings, conversation_id)).ringing_at is None
+
+            assert await standin.ring(call) == 204
+            await caller.wait_for("transfer", state="ringing")
+            assert await standin.answer(call) == 204
+            bridged = await caller.wait_for("transfer", state="bridged")
+            assert bridged["agent_name"] == "Dana Agent"
+
+            # Audio both ways through the mu-law bridge.
+            await caller.open_mic()
+            await asyncio.gather(
+                caller.stream(tone(440, 1.5)), standin.send_audio(call, tone_8k(1000, 1.5))
+            )
+            await asyncio.sleep(0.5)
+            heard_by_agent = standin.received_pcm(call)
+            assert len(heard_by_agent) >= 1.0 * 8000 * 2
+            assert abs(dominant_8k(heard_by_agent) - 440) < 10
+            assert len(caller.bridge_audio) >= 1.0 * 16000 * 2
+            assert abs(dominant_frequency(bytes(caller.bridge_audio)) - 1000) < 10
+            assert call.marks_received and not call.protocol_errors
+
+            assert await standin.hang_up(call) == 204
+            await caller.wait_for("transfer", state="ended")
+            said = await caller.wait_for("assistant")
+            assert "Your call with Dana Agent has ended" in said["text"]
+            record = await _record(settings, conversation_id)
+            assert record.state == "ended" and record.leg_id == call.sid
+            assert all(
+                (record.dialing_at, record.ringing_at, record.answered_at, record.bridged_at)
+            )
+            assert record.ended_at is not None
+            await caller.close()
+
+
+async def test_media_stream_needs_the_calls_one_time_token(settings: Settings) -> None:
+    async with TwilioStandIn(ACCOUNT, TOKEN) as standin:
+        settings = _twilio(settings, standin)
+        await seed(settings)
+        async with running_system(settings) as system:
+            caller, _ = await _start_transfer(system.url, "support")
+            call = await standin.wait_for_call()
+            media_url = call.twiml.split('url="')[1].split('"')[0] if call.twiml else ""
+
+            async def attempt(token: str, call_sid: str) -> int | None:
+                async with websockets.connect(media_url) as ws:
+                    await ws.send(json.dumps({"event": "connected", "protocol": "Call"}))
+                    start = {
+                        "streamSid": "MZ" + secrets.token_hex(16),
+                        "callSid": call_sid,
+                        "customParameters": {"token": token},
+                    }
+                    await ws.send(json.dumps({"event": "start", "start": start}))
+                    try:
+                        await asyncio.wait_for(ws.recv(), timeout=5)
+                    except websockets.ConnectionClosed as closed:
+                        return closed.rcvd.code if closed.rcvd else None
+                    return None
+
+            assert await attempt("not-the-token", call.sid) == 1008
+            # The real call still connects: a wrong guess did not use up its token...
+            assert await standin.ring(call) == 204
+            assert await standin.answer(call) == 204
+            await caller.wait_for("transfer", state="bridged")
+            # ...and once used, the token cannot be replayed.
+            token = call.custom_parameters["token"]
+            assert await attempt(token, call.sid) == 1008
+            await standin.hang_up(call)
+            await caller.wait_for("transfer", state="ended")
+            await caller.close()
+
+
+async def test_busy_and_ring_timeout(settings: Settings) -> None:
+    async with TwilioStandIn(ACCOUNT, TOKEN) as standin:
+        settings = _twilio(settings, standin, transfer_ring_timeout_s=5)
+        await seed(settings)
+        async with running_system(settings) as system:
+            caller, conversation_id = await _start_transfer(system.url, "billing")
+            call: StandInCall = await standin.wait_for_call()
+            assert await standin.finish(call, "busy") == 204
+            failed = await caller.wait_for("transfer", state="failed")
+            assert failed["reason"] == "busy"
+            said = await caller.wait_for("assistant")
+            assert "busy" in said["text"] and "take a message" in said["text"]
+
+            # Nobody answers the second try: the workflow gives up and cancels the call.
+            await caller.say("try again")
+            second = await standin.wait_for_call()
+            assert await standin.ring(second) == 204
+            timed_out = await caller.wait_for(
+                "transfer", timeout=20, where=lambda e: e["reason"] == "no-answer", state="failed"
+            )
+            assert timed_out["department"] == "billing"
+            await standin.wait_until(lambda: second.status == "canceled")
+            async with session_scope(settings.effective_database_url) as db:
+                outcomes = list(
+                    await db.scalars(
+                        select(CallRecord.outcome)
+                        .where(CallRecord.conversation_id == conversation_id)
+                        .order_by(CallRecord.id)
+                    )
+                )
+            assert outcomes == ["busy", "no-answer"]
+            await caller.close()
