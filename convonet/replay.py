@@ -15,9 +15,12 @@ from temporalio.worker import Replayer, WorkflowReplayResults
 from convonet.settings import Settings
 from convonet.temporal_client import agent_plugin, connect
 from workflows.conversation.workflow import ConversationWorkflow
+from workflows.transfer.workflow import TransferWorkflow
+
+WORKFLOWS: tuple[type, ...] = (ConversationWorkflow, TransferWorkflow)
 
 
-def replayer(workflows: Iterable[type] = (ConversationWorkflow,)) -> Replayer:
+def replayer(workflows: Iterable[type] = WORKFLOWS) -> Replayer:
     return Replayer(
         workflows=list(workflows),
         plugins=[agent_plugin()],
@@ -26,7 +29,7 @@ def replayer(workflows: Iterable[type] = (ConversationWorkflow,)) -> Replayer:
 
 
 async def replay_histories(
-    histories: list[WorkflowHistory], workflows: Iterable[type] = (ConversationWorkflow,)
+    histories: list[WorkflowHistory], workflows: Iterable[type] = WORKFLOWS
 ) -> WorkflowReplayResults:
     async def stream() -> AsyncIterator[WorkflowHistory]:
         for history in histories:
@@ -39,7 +42,7 @@ async def replay_recent(settings: Settings, latest: int) -> int:
     client = await connect(settings)
     histories: list[WorkflowHistory] = []
     async for execution in client.list_workflows(
-        "WorkflowType = 'ConversationWorkflow'", limit=latest
+        "WorkflowType = 'ConversationWorkflow' OR WorkflowType = 'TransferWorkflow'", limit=latest
     ):
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         histories.append(await handle.fetch_history())

@@ -28,6 +28,7 @@ from convonet.speech.audio import silence
 from tests.conftest import PG_ADMIN_DSN, REDIS_URL, TEST_PEPPER, _async_url
 from tests.speech_samples import speak
 from tests.system import RunningSystem, running_system
+from tests.transfer.agent_client import ScriptedAgent
 from workflows.conversation.models import workflow_id_for
 from workflows.conversation.workflow import ConversationWorkflow
 
@@ -100,8 +101,38 @@ async def _record_voice(system: RunningSystem) -> None:
     await _save_runs(system.client, status["conversation_id"], "voice_barge_in")
 
 
+async def _record_transfer(system: RunningSystem) -> None:
+    """A transfer the agent answers, talks through and hangs up; then the caller leaves.
+    Both the conversation and its transfer child are saved."""
+    agent = ScriptedAgent(system.url)
+    await agent.login()
+    caller = ScriptedCaller(system.url)
+    status = await caller.connect()
+    await caller.login("1234")
+    await caller.say("transfer me to support about my invoice")
+    ring = (await agent.wait_for("ring"))["call"]
+    await agent.request("answer", {"transfer_id": ring["transfer_id"]})
+    await caller.wait_for("transfer", state="bridged")
+    await agent.request("hang_up", {"transfer_id": ring["transfer_id"]})
+    await caller.wait_for("assistant")
+    await caller.say("thank you")
+    await caller.request("hang_up", {})
+    await caller.close()
+    await agent.close()
+    handle = system.client.get_workflow_handle_for(
+        ConversationWorkflow.run, workflow_id_for(status["conversation_id"])
+    )
+    await handle.result()
+    await _save_runs(system.client, status["conversation_id"], "transfer_answered")
+    child = await system.client.get_workflow_handle(ring["transfer_id"]).fetch_history()
+    path = HISTORIES / "transfer_answered_child.json"
+    path.write_text(json.dumps(json.loads(child.to_json()), indent=1) + "\n")
+    print(f"wrote {path.relative_to(Path.cwd())} ({len(child.events)} events)")
+
+
 async def _scenarios(settings: Settings) -> None:
     async with running_system(settings) as system:
+        await _record_transfer(system)
         await _record_voice(system)
         await _record(system, "failed_then_good_login", ["9999", "1234"], [])
         await _record(

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TurnRequest,
         TurnResult,
         VoiceTurnRequest,
+        workflow_id_for,
     )
     from workflows.transfer.models import (
         TRANSCRIPT_FOR_AGENT,
@@ -429,7 +430,8 @@ class ConversationWorkflow:
         caller = self._s.caller
         assert caller is not None and transfer.call_record_id is not None
         self._s.transfers += 1
-        transfer_id = f"{workflow.info().workflow_id}-transfer-{self._s.transfers}"
+        # Named from the conversation, not this run, so the id is the same on every replay.
+        transfer_id = f"{workflow_id_for(self._input.conversation_id)}-transfer-{self._s.transfers}"
         self._s.transfer = transfer.model_copy(update={"transfer_id": transfer_id})
         request = TransferInput(
             transfer_id=transfer_id,
