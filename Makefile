@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# npm writes this file on every install; it is newer than the lock file once installed.
+NODE_STAMP := node_modules/.package-lock.json
 
 .PHONY: run test install lint typecheck format lock clean
 
@@ -14,7 +16,13 @@ run: install
 test: install
 	$(PY) -m pytest -q
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
+
+# The dashboard's browser code (JsSIP) comes from npm at the versions the lock file pins.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Convonet needs Node.js with npm (for the agent dashboard's JsSIP)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Convonet needs Python 3.11 or newer")'
@@ -40,4 +48,4 @@ lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^convonet' > requirements.lock
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var node_modules
