@@ -231,6 +231,17 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         "transfer_to_agent",
         {"department": "billing", "reason": "my invoice is wrong"},
     ),
+    # after a transfer nobody took
+    (
+        "take a message please call me back about my invoice",
+        "take_message",
+        {"message": "call me back about my invoice"},
+    ),
+    (
+        "leave a message for sales: I want the yearly plan",
+        "take_message",
+        {"message": "I want the yearly plan", "department": "sales"},
+    ),
 ]
 
 
@@ -256,6 +267,15 @@ def test_every_tool_has_two_phrasings() -> None:
 async def test_speech_to_text_style_input_with_fillers() -> None:
     reply = await call_for("hey can you please add a todo to buy eggs thanks")
     assert reply.tool_calls[0]["args"] == {"title": "buy eggs", "priority": "medium"}
+
+
+async def test_try_again_means_the_department_that_failed() -> None:
+    after_failure = context().model_copy(update={"last_failed_department": "billing"})
+    reply = await IntentModel().respond([HumanMessage("try again")], TOOL_SPECS, after_failure)
+    assert reply.tool_calls[0]["name"] == "transfer_to_agent"
+    assert reply.tool_calls[0]["args"]["department"] == "billing"
+    # With nothing to retry, "try again" calls no tool.
+    assert (await call_for("try again")).tool_calls == []
 
 
 async def test_transfer_reason_defaults_to_the_request() -> None:

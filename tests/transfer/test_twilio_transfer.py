@@ -172,7 +172,7 @@ async def test_busy_and_ring_timeout(settings: Settings) -> None:
         await seed(settings)
         async with running_system(settings) as system:
             caller, conversation_id = await _start_transfer(system.url, "billing")
-            call: StandInCall = await standin.wait_for_call()
+            call: StandInCall = await standin.wait_for_call(timeout=20)
             assert await standin.finish(call, "busy") == 204
             failed = await caller.wait_for("transfer", state="failed")
             assert failed["reason"] == "busy"
@@ -181,13 +181,13 @@ async def test_busy_and_ring_timeout(settings: Settings) -> None:
 
             # Nobody answers the second try: the workflow gives up and cancels the call.
             await caller.say("try again")
-            second = await standin.wait_for_call()
+            second = await standin.wait_for_call(timeout=20)
             assert await standin.ring(second) == 204
             timed_out = await caller.wait_for(
                 "transfer", timeout=20, where=lambda e: e["reason"] == "no-answer", state="failed"
             )
             assert timed_out["department"] == "billing"
-            await standin.wait_until(lambda: second.status == "canceled")
+            await standin.wait_until(lambda: second.status == "canceled", timeout=20)
             async with session_scope(settings.effective_database_url) as db:
                 outcomes = list(
                     await db.scalars(

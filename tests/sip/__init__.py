@@ -1,0 +1,1 @@
+"""SIP tests: JsSIP in Chromium against Kamailio (the FusionPBX stand-in), calls from SIPp."""
