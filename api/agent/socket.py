@@ -232,6 +232,11 @@ class AgentNamespace(socketio.AsyncNamespace):
             return
         if isinstance(event, events.RingEvent):
             await self.emit("ring", {"call": event.call.model_dump(mode="json")}, to=sid)
+            # The dashboard is showing the call: for the transfer, the phone is ringing.
+            try:
+                await signal_leg(self.services, event.call.transfer_id, LegStatus.RINGING)
+            except RPCError as error:
+                log.warning("ringing of %s not signalled: %s", event.call.transfer_id, error)
         elif isinstance(event, events.CallStateEvent):
             if (
                 event.state in ("ended", "failed")

@@ -61,6 +61,7 @@ async def test_caller_talks_with_the_agent_and_the_call_is_recorded(settings: Se
         assert reply["state"] == "transferring"
 
         ring = (await agent.wait_for("ring"))["call"]
+        await caller.wait_for("transfer", state="ringing")
         assert ring["caller"]["name"] == "Alice Martin"
         assert ring["caller"]["teams"] == ["Demo Team"]
         assert [t["title"] for t in ring["caller"]["open_todos"]] == ["renew the contract"]
@@ -109,6 +110,7 @@ async def test_caller_talks_with_the_agent_and_the_call_is_recorded(settings: Se
         stamps = [
             record.requested_at,
             record.dialing_at,
+            record.ringing_at,
             record.answered_at,
             record.bridged_at,
             record.ended_at,
