@@ -92,8 +92,12 @@ class AgentNamespace(socketio.AsyncNamespace):
         if state is None:
             return
         state.unsubscribe()
-        if state.call is not None and state.call.link is not None:
-            await state.call.link.aclose()
+        call = state.call
+        await self._drop_call(state)
+        if call is not None:
+            # The agent's phone is gone (tab closed, network lost): the caller must not be
+            # left listening to silence, so the call ends and the assistant takes over.
+            await self._signal(call.transfer_id, LegStatus.COMPLETED)
 
     # ---- availability -----------------------------------------------------------------
 

@@ -186,3 +186,25 @@ async def test_declined_and_no_ready_agent(settings: Settings) -> None:
         assert not refused["ok"]
         await caller.close()
         await agent.close()
+
+
+async def test_agent_dashboard_closing_ends_the_call_for_the_caller(settings: Settings) -> None:
+    await seed(settings)
+    async with running_system(settings) as system:
+        agent = ScriptedAgent(system.url)
+        await agent.login()
+        caller = ScriptedCaller(system.url)
+        status = await caller.connect()
+        await caller.login("3456")
+        await caller.say("transfer me to an agent")
+        ring = (await agent.wait_for("ring"))["call"]
+        assert (await agent.request("answer", {"transfer_id": ring["transfer_id"]}))["ok"]
+        await caller.wait_for("transfer", state="bridged")
+        await agent.close()
+        ended = await caller.wait_for("transfer", state="ended")
+        assert ended["reason"] == "agent-hung-up"
+        await caller.wait_for("assistant")
+        assert (await caller.say("what are my todos"))["state"] == "active"
+        record = await _record(settings, status["conversation_id"])
+        assert record.state == "ended" and record.ended_at is not None
+        await caller.close()
