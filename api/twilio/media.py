@@ -12,16 +12,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
-import soxr
 from starlette.websockets import WebSocket
 
 from convonet.speech import mulaw
+from convonet.speech.telephony import Downsampler, Upsampler
 
 log = logging.getLogger("convonet.api.twilio")
 
-TWILIO_RATE = 8000
-CALLER_RATE = 16000
 # Marks still unplayed beyond this (x 20 ms) mean audio is piling up at Twilio.
 MAX_UNPLAYED_MARKS = 10
 
@@ -30,20 +27,15 @@ MAX_UNPLAYED_MARKS = 10
 class TwilioMediaTransport:
     websocket: WebSocket
     stream_sid: str
-    _down: soxr.ResampleStream = field(
-        default_factory=lambda: soxr.ResampleStream(CALLER_RATE, TWILIO_RATE, 1, dtype="int16")
-    )
-    _up: soxr.ResampleStream = field(
-        default_factory=lambda: soxr.ResampleStream(TWILIO_RATE, CALLER_RATE, 1, dtype="int16")
-    )
+    _down: Downsampler = field(default_factory=Downsampler)
+    _up: Upsampler = field(default_factory=Upsampler)
     _sent_marks: int = 0
     _played_marks: int = 0
     clears: int = 0
 
     def inbound(self, payload_b64: str) -> bytes:
         """An agent frame from Twilio as 16 kHz PCM."""
-        pcm8 = np.frombuffer(mulaw.decode(base64.b64decode(payload_b64)), dtype=np.int16)
-        return self._up.resample_chunk(pcm8).astype(np.int16).tobytes()
+        return self._up(mulaw.decode(base64.b64decode(payload_b64)))
 
     def played(self) -> None:
         self._played_marks += 1
@@ -56,10 +48,7 @@ class TwilioMediaTransport:
             )
             self._played_marks = self._sent_marks
             self.clears += 1
-        samples = np.frombuffer(pcm16, dtype=np.int16)
-        pcm8 = self._down.resample_chunk(samples).astype(np.int16).tobytes()
-        if not pcm8:
-            return
+        pcm8 = self._down(pcm16)
         payload = base64.b64encode(mulaw.encode(pcm8)).decode()
         await self.websocket.send_text(
             json.dumps(
