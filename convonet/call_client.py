@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,41 +28,20 @@ class CallFailed(Exception):
     pass
 
 
-class ScriptedCaller:
-    """Connects, logs in and sends text turns; every reply comes from the event's ack."""
+class EventLog:
+    """Socket events by name, in arrival order, that a script can wait for."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.statuses: list[dict[str, Any]] = []
-        self._connected = asyncio.Event()
-        self.sio.on("status", self._on_status, namespace=NAMESPACE)
-        # Voice events by name, in arrival order, and reply audio bytes by turn key.
+    def __init__(self) -> None:
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.audio: dict[str, bytearray] = defaultdict(bytearray)
-        # The human agent's voice while the call is bridged to them.
-        self.bridge_audio = bytearray()
         self._arrived = asyncio.Condition()
-        self.mic_open = False
-        self._seq = 0
-        for name in (*VOICE_EVENTS, *TRANSFER_EVENTS, "error"):
-            self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
-        self.sio.on("audio_out", self._on_audio, namespace=NAMESPACE)
-        self.sio.on("bridge_audio", self._on_bridge_audio, namespace=NAMESPACE)
 
-    def _recorder(self, name: str) -> Any:
+    def recorder(self, name: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
         async def record(data: dict[str, Any]) -> None:
             async with self._arrived:
                 self.events[name].append(data)
                 self._arrived.notify_all()
 
         return record
-
-    async def _on_audio(self, data: dict[str, Any]) -> None:
-        self.audio[str(data.get("turn_key"))] += data.get("pcm", b"")
-
-    async def _on_bridge_audio(self, data: dict[str, Any]) -> None:
-        self.bridge_audio += data.get("pcm", b"")
 
     async def wait_for(
         self,
@@ -85,6 +64,44 @@ class ScriptedCaller:
         event = found()
         assert event is not None
         return event
+
+
+class ScriptedCaller:
+    """Connects, logs in and sends text turns; every reply comes from the event's ack."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.statuses: list[dict[str, Any]] = []
+        self._connected = asyncio.Event()
+        self.sio.on("status", self._on_status, namespace=NAMESPACE)
+        # Voice events by name, in arrival order, and reply audio bytes by turn key.
+        self.log = EventLog()
+        self.events = self.log.events
+        self.audio: dict[str, bytearray] = defaultdict(bytearray)
+        # The human agent's voice while the call is bridged to them.
+        self.bridge_audio = bytearray()
+        self.mic_open = False
+        self._seq = 0
+        for name in (*VOICE_EVENTS, *TRANSFER_EVENTS, "error"):
+            self.sio.on(name, self.log.recorder(name), namespace=NAMESPACE)
+        self.sio.on("audio_out", self._on_audio, namespace=NAMESPACE)
+        self.sio.on("bridge_audio", self._on_bridge_audio, namespace=NAMESPACE)
+
+    async def _on_audio(self, data: dict[str, Any]) -> None:
+        self.audio[str(data.get("turn_key"))] += data.get("pcm", b"")
+
+    async def _on_bridge_audio(self, data: dict[str, Any]) -> None:
+        self.bridge_audio += data.get("pcm", b"")
+
+    async def wait_for(
+        self,
+        name: str,
+        timeout: float = TIMEOUT_S,
+        where: Callable[[dict[str, Any]], bool] = lambda _: True,
+        **match: Any,
+    ) -> dict[str, Any]:
+        return await self.log.wait_for(name, timeout, where, **match)
 
     async def _on_status(self, data: dict[str, Any]) -> None:
         self.statuses.append(data)

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Any
 
 import httpx
 import socketio
 
+from convonet.call_client import EventLog
 from convonet.speech.audio import SAMPLE_RATE, frames
 
 NAMESPACE = "/agent"
@@ -21,22 +21,14 @@ class ScriptedAgent:
         self.url = url
         self.http = httpx.AsyncClient(base_url=url, timeout=10)
         self.sio = socketio.AsyncClient(reconnection=False)
-        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.log = EventLog()
+        self.events = self.log.events
         self.heard = bytearray()
         self.csrf = ""
-        self._arrived = asyncio.Condition()
         self._seq = 0
         for name in EVENTS:
-            self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
+            self.sio.on(name, self.log.recorder(name), namespace=NAMESPACE)
         self.sio.on("audio_in", self._on_audio, namespace=NAMESPACE)
-
-    def _recorder(self, name: str) -> Any:
-        async def record(data: dict[str, Any]) -> None:
-            async with self._arrived:
-                self.events[name].append(data)
-                self._arrived.notify_all()
-
-        return record
 
     async def _on_audio(self, data: dict[str, Any]) -> None:
         self.heard += data.get("pcm", b"")
@@ -59,17 +51,7 @@ class ScriptedAgent:
         return body
 
     async def wait_for(self, name: str, timeout: float = 20, **match: Any) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            for event in self.events[name]:
-                if all(event.get(k) == v for k, v in match.items()):
-                    return event
-            return None
-
-        async with self._arrived:
-            await asyncio.wait_for(self._arrived.wait_for(lambda: found() is not None), timeout)
-        event = found()
-        assert event is not None
-        return event
+        return await self.log.wait_for(name, timeout, **match)
 
     async def request(self, event: str, payload: Any) -> dict[str, Any]:
         ack: dict[str, Any] = await self.sio.call(event, payload, namespace=NAMESPACE, timeout=20)

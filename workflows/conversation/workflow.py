@@ -55,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
         FailureReason,
         HandOffLine,
         TransferInput,
-        TransferOutcome,
         TransferProgress,
         TransferState,
     )
@@ -109,7 +108,7 @@ class ConversationWorkflow:
         self._published: tuple[str, bool, str, str] | None = None
         self._speaking: _Speaking | None = None
         self._transfer_task: asyncio.Task[None] | None = None
-        self._child: workflow.ChildWorkflowHandle[TransferWorkflow, TransferOutcome] | None = None
+        self._child: workflow.ChildWorkflowHandle[TransferWorkflow, TransferProgress] | None = None
         self._agent = graph(GRAPH_NAME).compile()
 
     # ---- run loop ---------------------------------------------------------------------
@@ -463,7 +462,7 @@ class ConversationWorkflow:
             outcome = await self._child
         except Exception as error:  # a broken transfer must not end the call
             workflow.logger.warning("transfer %s failed: %s", request.transfer_id, error)
-            outcome = TransferOutcome(
+            outcome = TransferProgress(
                 transfer_id=request.transfer_id,
                 state=TransferState.FAILED,
                 department=request.department,
@@ -474,7 +473,7 @@ class ConversationWorkflow:
             self._transfer_task = None
         await self._after_transfer(outcome)
 
-    async def _after_transfer(self, outcome: TransferOutcome) -> None:
+    async def _after_transfer(self, outcome: TransferProgress) -> None:
         """Back to the assistant, which says how the transfer went."""
         transfer = self._s.transfer
         if transfer is not None:

@@ -75,7 +75,8 @@ class TransferInput(BaseModel):
 
 
 class TransferProgress(BaseModel):
-    """Where the transfer is; the child signals each change to its parent."""
+    """Where the transfer is: signalled to the parent at each change, and the child's
+    result once it is ended or failed."""
 
     transfer_id: str
     state: TransferState
@@ -89,11 +90,3 @@ class RouteResult(BaseModel):
     agent_id: int | None = None
     agent_name: str = ""
     extension: str = ""
-
-
-class TransferOutcome(BaseModel):
-    transfer_id: str
-    state: TransferState
-    department: str
-    agent_name: str = ""
-    reason: str = ""

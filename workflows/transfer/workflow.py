@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         LegStatus,
         RouteResult,
         TransferInput,
-        TransferOutcome,
         TransferProgress,
         TransferState,
     )
@@ -77,24 +76,18 @@ class TransferWorkflow:
         )
 
     @workflow.run
-    async def run(self, input: TransferInput) -> TransferOutcome:
+    async def run(self, input: TransferInput) -> TransferProgress:
         try:
             await self._enter(TransferState.REQUESTED)
             await self._connect()
             await self._talk()
         except _Finished as finished:
-            await self._finish(finished.state, finished.reason)
+            await self._enter(finished.state, finished.reason)
         except asyncio.CancelledError:
             # The conversation closed under us: let go of the agent, then stop.
             await self._release()
-            await self._finish(TransferState.ENDED, "caller-left")
-        return TransferOutcome(
-            transfer_id=input.transfer_id,
-            state=self._progress.state,
-            department=input.department,
-            agent_name=self._agent.agent_name,
-            reason=self._progress.reason,
-        )
+            await self._enter(TransferState.ENDED, "caller-left")
+        return self._progress
 
     # ---- signals and queries ----------------------------------------------------------
 
@@ -223,9 +216,6 @@ class TransferWorkflow:
             workflow.logger.warning("hanging up the agent leg failed: %s", error.cause or error)
 
     # ---- bookkeeping ------------------------------------------------------------------
-
-    async def _finish(self, state: TransferState, reason: str) -> None:
-        await self._enter(state, reason)
 
     async def _enter(self, state: TransferState, reason: str = "") -> None:
         self._progress = self._progress.model_copy(update={"state": state, "reason": reason})
