@@ -129,13 +129,20 @@ async def sip_credentials(session: Agentish, request: Request) -> SipCredentials
     if not settings.fusionpbx_wss_url:
         raise HTTPException(status_code=404, detail="Built-in mode: there is no SIP phone.")
     agent = await _agent(services, session.agent_id)
+    if not settings.fusionpbx_domain or not agent.sip_password:
+        # Said now, rather than as a registration failure in the browser.
+        raise HTTPException(
+            status_code=409,
+            detail="Your SIP account is not set up (FUSIONPBX_DOMAIN or the agent's SIP "
+            "password is missing); ask an administrator.",
+        )
     username = agent.sip_username or agent.sip_extension
-    domain = settings.fusionpbx_domain or "localhost"
+    domain = settings.fusionpbx_domain
     return SipCredentialsOut(
         ws_url=settings.fusionpbx_wss_url,
         sip_uri=f"sip:{username}@{domain}",
         username=username,
-        password=agent.sip_password or "",
+        password=agent.sip_password,
         display_name=agent.name,
     )
 

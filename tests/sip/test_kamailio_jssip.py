@@ -1,173 +1,72 @@
-"""The agent softphone (web/agent/softphone-sip.js, JsSIP) against a real SIP server.
+"""The agent dashboard (/agent/) in PBX mode: the real page, the real API, a real SIP server.
 
-Kamailio on loopback stands in for FusionPBX; headless Chromium registers to it over
-WebSocket as extension 2001; SIPp places the call, with the X-Convonet-Conversation header a
-Convonet PBX call carries. Checked on the wire and in the page: registration, ringing with
-the right caller and conversation, decline (486 / 603), answer (200 OK), hold/resume
-(re-INVITEs), mute, and hang-up (BYE).
+Kamailio on loopback stands in for FusionPBX. The API runs with `fusionpbx_wss_url` pointing
+at Kamailio's WebSocket, so the dashboard logs in, fetches its SIP credentials from
+/api/agent/sip, loads JsSIP from /vendor/ and registers as extension 2001 (dana, the demo
+agent). SIPp then places the call a Convonet transfer would: an INVITE to 2001 carrying
+X-Convonet-Conversation. The page looks the conversation up (/api/agent/calls/lookup) and
+shows the screen pop of the call record the test put in the database.
 
-The page is a throwaway harness that loads the softphone the way the dashboard does
-(/vendor/jssip.min.js as a classic script, the module from /agent/). Only `HarnessPhone`
-and `harness_site` know about it: switching to the real dashboard means replacing those two.
+Checked in the page and on the wire: credentials only after login and never in the console,
+registration, ringing with the caller's details, decline (486), the fallback popup when the
+conversation is not this agent's (or the header is not a conversation id), and answer, hold,
+resume, mute and hang-up (200 OK, re-INVITEs, BYE) through the dashboard's buttons.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from playwright.async_api import Page
+from playwright.async_api import Locator, Page, Request, expect
+from sqlalchemy import select
 
+from convonet.db.models import (
+    Agent,
+    AgentState,
+    CallRecord,
+    Department,
+    Priority,
+    Todo,
+    User,
+)
+from convonet.db.session import session_scope
+from convonet.security import hash_password
+from convonet.seed import seed
+from convonet.settings import Settings
 from tests.sip.sip_server import KamailioServer, SippResult, kamailio, run_sipp
+from tests.system import run_api
 from tests.web import browser
 
 # The page fixture of the web tests (headless Debian Chromium via Playwright).
 launch = browser.launch
 
-ROOT = Path(__file__).resolve().parents[2]
-JSSIP_BUNDLE = ROOT / "node_modules" / "jssip" / "dist" / "jssip.min.js"
-SOFTPHONE = ROOT / "web" / "agent" / "softphone-sip.js"
-EXTENSION = "2001"
+EXTENSION = "2001"  # dana's extension and SIP user (convonet.seed)
+AGENT_LOGIN = "dana"
+AGENT_PASSWORD = "agent-demo-2001"
 # The stand-in PBX does not authenticate; the password only proves it never leaks.
-PASSWORD = "s3cret-Agent-Pass"
-CALLER_NAME = "Ada Lovelace"
+SIP_PASSWORD = "s3cret-Agent-SIP-Pass-7f3a"
+CALLER_NAME = "Ada Lovelace"  # the SIP display name; the screen pop names the account holder
 CALLER_NUMBER = "15551234567"
+REASON = "Wants to upgrade to the team plan"
+SUMMARY = "Alice asked about pricing for five more seats and wants a person to confirm it."
+TRANSCRIPT = [
+    {"role": "user", "text": "How much would five more seats cost?"},
+    {"role": "assistant", "text": "Let me put you through to sales."},
+]
+TODO_TITLE = "Renew the team plan"
 STEP = 10_000  # ms: the longest any single step may take in the page
-
-HARNESS = """<!doctype html>
-<html><head><meta charset="utf-8"><title>softphone harness</title></head>
-<body>
-<audio id="remote" autoplay></audio>
-<script src="/vendor/jssip.min.js"></script>
-<script type="module">
-  import { SipPhone } from "/agent/softphone-sip.js";
-  const log = (window.phoneLog = []);
-  window.startPhone = (config) => {
-    window.phone = new SipPhone(
-      { ...config, audioElement: document.getElementById("remote") },
-      {
-        onStatus: (text, registered) => log.push({ type: "status", text, registered }),
-        onIncoming: (call) => log.push({ type: "incoming", ...call }),
-        onCallState: (id, state, reason) => log.push({ type: "state", id, state, reason }),
-        onError: (message) => log.push({ type: "error", message }),
-        onHold: (id, held) => log.push({ type: "hold", id, held }),
-      },
-    );
-    window.phone.start();
-  };
-  // A silent microphone that needs no device or permission.
-  window.silentMic = () => new AudioContext().createMediaStreamDestination().stream;
-  window.harnessReady = true;
-</script>
-</body></html>
-"""
-
-
-@contextlib.asynccontextmanager
-async def harness_site() -> AsyncIterator[str]:
-    """The harness page plus the two scripts, at the paths the API serves them."""
-    if not JSSIP_BUNDLE.exists():
-        pytest.fail(f"{JSSIP_BUNDLE} is missing: run `npm ci` in {ROOT}", pytrace=False)
-
-    async def page(_: web.Request) -> web.Response:
-        return web.Response(text=HARNESS, content_type="text/html")
-
-    def script(path: Path) -> Any:
-        async def handler(_: web.Request) -> web.Response:
-            # Module scripts must be served with a JavaScript MIME type.
-            return web.Response(text=path.read_text(), content_type="text/javascript")
-
-        return handler
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    app.router.add_get("/vendor/jssip.min.js", script(JSSIP_BUNDLE))
-    app.router.add_get("/agent/softphone-sip.js", script(SOFTPHONE))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/"
-    finally:
-        await runner.cleanup()
-
-
-@dataclass(frozen=True)
-class Incoming:
-    id: str
-    conversation_id: str | None
-    caller_display: str
-    caller_number: str | None
-
-
-class HarnessPhone:
-    """Drives the softphone inside the page and reads the events it reported."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.console: list[str] = []
-        page.on("console", lambda message: self.console.append(message.text))
-
-    async def open(self, base_url: str) -> None:
-        await self.page.goto(base_url)
-        await self.page.wait_for_function("window.harnessReady === true", timeout=STEP)
-
-    async def register(self, pbx: KamailioServer, extension: str) -> None:
-        config = {
-            "wsUrl": pbx.ws_url,
-            "uri": f"sip:{extension}@{pbx.domain}",
-            "username": extension,
-            "password": PASSWORD,
-            "displayName": f"Agent {extension}",
-        }
-        await self.page.evaluate("config => window.startPhone(config)", config)
-        await self.page.wait_for_function(
-            "window.phoneLog.some(e => e.type === 'status' && e.registered)", timeout=STEP
-        )
-
-    async def events(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = await self.page.evaluate("window.phoneLog")
-        return events
-
-    async def wait_incoming(self) -> Incoming:
-        await self.page.wait_for_function(
-            "window.phoneLog.some(e => e.type === 'incoming')", timeout=STEP
-        )
-        event = next(e for e in await self.events() if e["type"] == "incoming")
-        return Incoming(
-            event["id"], event["conversationId"], event["callerDisplay"], event["callerNumber"]
-        )
-
-    async def wait_event(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """The first event of `kind` whose fields match, waiting for it to come."""
-        match = {"type": kind, **fields}
-        await self.page.wait_for_function(
-            "match => window.phoneLog.some("
-            "  e => Object.entries(match).every(([k, v]) => e[k] === v))",
-            arg=match,
-            timeout=STEP,
-        )
-        return next(e for e in await self.events() if all(e.get(k) == v for k, v in match.items()))
-
-    async def wait_state(self, call_id: str, state: str) -> dict[str, Any]:
-        return await self.wait_event("state", id=call_id, state=state)
-
-    async def call(self, method: str, *args: Any) -> Any:
-        """phone.<method>(...args) in the page; the silent mic stands in for `"mic"`."""
-        return await self.page.evaluate(
-            "([method, args]) => window.phone[method]("
-            "  ...args.map(a => (a === 'mic' ? window.silentMic() : a)))",
-            [method, list(args)],
-        )
+FAKE_MIC = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+# A SIP message as JsSIP writes it on its WebSocket (the Socket.IO frames are not).
+SIP_START = re.compile(r"^(?:[A-Z]+ sips?:\S+ SIP/2\.0|SIP/2\.0 \d{3} )")
 
 
 @pytest.fixture
@@ -179,17 +78,172 @@ async def pbx(tmp_path: Path) -> AsyncIterator[KamailioServer]:
 
 
 @pytest.fixture
-async def phone(pbx: KamailioServer, launch: browser.Launch) -> AsyncIterator[HarnessPhone]:
-    """The softphone registered as extension 2001 on the stand-in PBX."""
-    async with harness_site() as base_url:
-        context = await launch()
-        harness = HarnessPhone(await context.new_page())
-        await harness.open(base_url)
-        await harness.register(pbx, EXTENSION)
-        yield harness
-        await harness.page.evaluate("window.phone.stop()")
-        # Nothing the softphone printed may carry the SIP password.
-        assert not [line for line in harness.console if PASSWORD in line]
+async def pbx_settings(settings: Settings, pbx: KamailioServer) -> Settings:
+    """PBX mode towards the stand-in, the demo data, and a SIP password for dana."""
+    pbx_mode = settings.model_copy(
+        update={"fusionpbx_wss_url": pbx.ws_url, "fusionpbx_domain": pbx.domain}
+    )
+    await seed(pbx_mode)
+    async with session_scope(pbx_mode.effective_database_url) as db:
+        agent = await db.scalar(select(Agent).where(Agent.login == AGENT_LOGIN))
+        assert agent is not None and agent.sip_username == EXTENSION
+        agent.sip_password = SIP_PASSWORD
+    return pbx_mode
+
+
+async def offer_call(settings: Settings, conversation_id: str, agent_login: str) -> int:
+    """A call record as a transfer leaves it while the agent's phone rings: Alice, calling
+    sales, offered to `agent_login`. Returns its id."""
+    async with session_scope(settings.effective_database_url) as db:
+        alice = await db.scalar(select(User).where(User.email == "alice@example.com"))
+        agent = await db.scalar(select(Agent).where(Agent.login == agent_login))
+        sales = await db.scalar(select(Department).where(Department.name == "sales"))
+        assert alice is not None and agent is not None and sales is not None
+        db.add(
+            Todo(
+                title=TODO_TITLE,
+                creator_id=alice.id,
+                priority=Priority.HIGH,
+                due=datetime.now(UTC) + timedelta(days=3),
+            )
+        )
+        now = datetime.now(UTC)
+        record = CallRecord(
+            conversation_id=conversation_id,
+            user_id=alice.id,
+            agent_id=agent.id,
+            department_id=sales.id,
+            state="ringing",
+            reason=REASON,
+            summary=SUMMARY,
+            transcript=TRANSCRIPT,
+            transfer_id=f"{conversation_id}-transfer-1",
+            dialing_at=now,
+            ringing_at=now,
+        )
+        db.add(record)
+        await db.flush()
+        return record.id
+
+
+async def add_other_agent(settings: Settings) -> None:
+    """A second agent (extension 2002) that calls can be offered to instead of dana."""
+    async with session_scope(settings.effective_database_url) as db:
+        db.add(
+            Agent(
+                name="Erin Other",
+                login="erin",
+                password_hash=hash_password("agent-demo-2002"),
+                sip_extension="2002",
+                sip_username="2002",
+                sip_password="erin-sip-password",
+                state=AgentState.READY,
+            )
+        )
+
+
+@dataclass
+class Dashboard:
+    """The agent dashboard page, with what it printed and which look-ups it made."""
+
+    page: Page
+    console: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.page.on("console", lambda message: self.console.append(message.text))
+        self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        self.page.on("request", self._request)
+
+    def _request(self, request: Request) -> None:
+        if "/api/agent/calls/lookup" in request.url:
+            self.lookups.append(request.url)
+
+    @property
+    def popup(self) -> Locator:
+        return self.page.locator("#call-popup")
+
+    def field(self, name: str) -> Locator:
+        return self.page.locator(f'#call-popup [data-field="{name}"]')
+
+    async def status_of(self, path: str) -> int:
+        """The HTTP status of a GET from inside the page (with its cookies)."""
+        status: int = await self.page.evaluate(
+            "path => fetch(path, {cache: 'no-store'}).then(r => r.status)", path
+        )
+        return status
+
+    async def log_in(self) -> None:
+        await self.page.fill("#agent-login", AGENT_LOGIN)
+        await self.page.fill("#agent-password", AGENT_PASSWORD)
+        await self.page.click("#agent-login-button")
+
+    async def wait_registered(self) -> None:
+        await self.page.wait_for_function(
+            "(h => h.mode === 'pbx' && h.phone === 'registered')(window.convonetAgent)",
+            timeout=STEP,
+        )
+        await expect(self.page.locator("#phone-status")).to_have_text("Registered")
+
+    async def hooks(self) -> dict[str, Any]:
+        hooks: dict[str, Any] = await self.page.evaluate(
+            "(({mode, state, phone, call, lastCall, ringing}) =>"
+            " ({mode, state, phone, call, lastCall, ringing}))(window.convonetAgent)"
+        )
+        return hooks
+
+    async def wait_ringing(self, conversation_id: str | None) -> None:
+        await self.page.wait_for_function(
+            "id => { const h = window.convonetAgent;"
+            " return h.ringing && h.call?.state === 'ringing' && h.call.conversation_id === id; }",
+            arg=conversation_id,
+            timeout=STEP,
+        )
+        await expect(self.popup).to_be_visible()
+        await expect(self.page.locator("#call-title")).to_have_text("Incoming call")
+
+    async def sip_sent(self) -> list[str]:
+        """Every SIP message the page's JsSIP sent to the PBX, in order (from the WebSocket
+        spy the web tests install in every page)."""
+        sent: list[Any] = await self.page.evaluate("window.__wire.sent")
+        return [m for m in sent if isinstance(m, str) and SIP_START.match(m)]
+
+    async def wait_sip_sent(self, pattern: str, count: int = 1) -> None:
+        """Until the page has sent `count` SIP messages whose first line matches `pattern`."""
+        await self.page.wait_for_function(
+            "([pattern, count]) => window.__wire.sent.filter(m => typeof m === 'string'"
+            " && new RegExp(pattern).test(m.split('\\r\\n')[0])).length >= count",
+            arg=[pattern, count],
+            timeout=STEP,
+        )
+
+    async def assert_secret_never_shown(self) -> None:
+        """The SIP password is nowhere the agent (or a screen recording) could read it."""
+        assert not [line for line in self.console if SIP_PASSWORD in line], self.console
+        assert not [error for error in self.page_errors if SIP_PASSWORD in error]
+        shown: str = await self.page.evaluate(
+            "JSON.stringify([document.documentElement.outerHTML, document.title,"
+            " {...localStorage}, {...sessionStorage}, window.convonetAgent])"
+        )
+        assert SIP_PASSWORD not in shown
+
+
+@pytest.fixture
+async def dashboard(pbx_settings: Settings, launch: browser.Launch) -> AsyncIterator[Dashboard]:
+    """/agent/ open in Chromium (fake microphone) against the API in PBX mode; not logged in."""
+    context = await launch(*FAKE_MIC)
+    async with run_api(pbx_settings) as url:
+        page = await context.new_page()
+        agent = Dashboard(page)
+        await page.goto(url + "/agent/")
+        await expect(page.locator("#login-form")).to_be_visible(timeout=STEP)
+        try:
+            yield agent
+        finally:
+            # Closed before the API stops: JsSIP's and Socket.IO's sockets go with the page.
+            await page.close()
+    assert agent.page_errors == [], agent.page_errors
 
 
 @contextlib.asynccontextmanager
@@ -213,79 +267,175 @@ async def caller(
             await task
 
 
-async def test_registers_rings_with_caller_and_conversation_then_declines(
-    pbx: KamailioServer, phone: HarnessPhone, tmp_path: Path
+async def test_dashboard_registers_rings_with_screen_pop_and_declines(
+    pbx: KamailioServer, pbx_settings: Settings, dashboard: Dashboard, tmp_path: Path
 ) -> None:
-    conversation = uuid.uuid4().hex
-    async with caller(pbx, tmp_path / "sipp", conversation) as call:
-        incoming = await phone.wait_incoming()
-        assert incoming.conversation_id == conversation
-        assert incoming.caller_display == CALLER_NAME
-        assert incoming.caller_number == CALLER_NUMBER
-        await phone.wait_state(incoming.id, "ringing")
+    page = dashboard.page
+    # No session, no SIP credentials.
+    assert await dashboard.status_of("/api/agent/sip") == 401
 
-        assert await phone.call("decline", incoming.id) is True
+    await dashboard.log_in()
+    await dashboard.wait_registered()
+    await expect(page.locator("#agent-name")).to_have_text("Dana Agent")
+    await expect(page.locator("#agent-extension")).to_have_text(EXTENSION)
+    await expect(dashboard.popup).to_be_hidden()
+    # What the page registered as: the AOR SIPp's INVITE to 2001 reaches through Kamailio.
+    registers = [m for m in await dashboard.sip_sent() if m.startswith("REGISTER ")]
+    assert registers, await dashboard.sip_sent()
+    assert f"<sip:{EXTENSION}@{pbx.domain}>" in registers[0]
+
+    conversation = uuid.uuid4().hex
+    record_id = await offer_call(pbx_settings, conversation, AGENT_LOGIN)
+    async with caller(pbx, tmp_path / "sipp", conversation) as call:
+        await dashboard.wait_ringing(conversation)
+        # The screen pop of the call record, looked up by the conversation id of the INVITE.
+        await expect(dashboard.field("caller-name")).to_have_text("Alice Martin", timeout=STEP)
+        await expect(dashboard.field("department")).to_have_text("sales")
+        await expect(dashboard.field("reason")).to_have_text(REASON)
+        await expect(dashboard.field("teams").locator("li")).to_have_text(["Demo Team"])
+        await expect(dashboard.field("todos").locator("li")).to_contain_text([TODO_TITLE])
+        await expect(dashboard.field("summary")).to_have_text(SUMMARY)
+        await expect(dashboard.field("transcript").locator("li")).to_have_text(
+            [f"Caller: {TRANSCRIPT[0]['text']}", f"Assistant: {TRANSCRIPT[1]['text']}"]
+        )
+        await expect(dashboard.field("details-status")).to_be_hidden()
+        await expect(page.locator("#ring-countdown")).to_contain_text("Answer within")
+        await expect(page.locator("#answer")).to_be_enabled()
+        hooks = await dashboard.hooks()
+        assert hooks["call"]["call_record_id"] == record_id
+        assert hooks["call"]["transfer_id"] == f"{conversation}-transfer-1"
+        assert hooks["call"]["caller_name"] == "Alice Martin"
+        assert dashboard.lookups and all(conversation in url for url in dashboard.lookups)
+        # The phone said it rings (180) before the agent did anything.
+        await dashboard.wait_sip_sent(r"^SIP/2\.0 180 ")
+
+        await page.click("#decline")
         result = await call
 
     assert result.returncode == 0, result.explain()
     assert 180 in result.received_statuses(), result.explain()
     assert result.final_status() == 486, result.explain()
-    ended = await phone.wait_state(incoming.id, "ended")
-    assert ended["reason"] == "Rejected"
-    assert await phone.page.evaluate("window.phone.callIds") == []
+    await expect(dashboard.popup).to_be_hidden()
+    await expect(page.locator("#notice")).to_have_text("You declined the call from Alice Martin.")
+    hooks = await dashboard.hooks()
+    assert hooks["call"] is None and hooks["ringing"] is False
+    assert hooks["lastCall"]["state"] == "ended"
+    assert hooks["phone"] == "registered"
+    await dashboard.assert_secret_never_shown()
 
 
-async def test_answer_hold_mute_and_hang_up(
-    pbx: KamailioServer, phone: HarnessPhone, tmp_path: Path
+async def test_call_that_is_not_this_agents_shows_no_caller_details(
+    pbx: KamailioServer, pbx_settings: Settings, dashboard: Dashboard, tmp_path: Path
 ) -> None:
+    page = dashboard.page
+    await dashboard.log_in()
+    await dashboard.wait_registered()
+
+    # A live call of this conversation exists, but it is offered to another agent: dana's
+    # page must not get Alice's details from it.
+    await add_other_agent(pbx_settings)
     conversation = uuid.uuid4().hex
-    async with caller(pbx, tmp_path / "sipp", conversation) as call:
-        incoming = await phone.wait_incoming()
-        assert await phone.call("answer", incoming.id, "mic") is True
-        await phone.wait_state(incoming.id, "answered")
-
-        # Hold and resume are re-INVITEs through Kamailio to the caller and back; onHold
-        # reports each once the caller accepted it.
-        assert await phone.call("setHold", incoming.id, True) is True
-        await phone.wait_event("hold", id=incoming.id, held=True)
-        assert await phone.call("setHold", incoming.id, False) is True
-        await phone.wait_event("hold", id=incoming.id, held=False)
-        # A quick hold-then-resume: the resume waits for the hold's re-INVITE to complete.
-        assert await phone.call("setHold", incoming.id, True) is True
-        assert await phone.call("setHold", incoming.id, False) is True
-        await phone.page.wait_for_function(
-            "id => window.phoneLog.filter(e => e.type === 'hold' && e.id === id).length === 4",
-            arg=incoming.id,
-            timeout=STEP,
+    await offer_call(pbx_settings, conversation, "erin")
+    async with caller(pbx, tmp_path / "sipp-other", conversation) as call:
+        await dashboard.wait_ringing(conversation)
+        await expect(dashboard.field("details-status")).to_have_text(
+            "Caller details unavailable", timeout=STEP
         )
-        holds = [e["held"] for e in await phone.events() if e["type"] == "hold"]
-        assert holds == [True, False, True, False]
+        await expect_fallback(dashboard)
+        assert len(dashboard.lookups) == 1 and conversation in dashboard.lookups[0]
+        await page.click("#decline")
+        result = await call
+    assert result.returncode == 0, result.explain()
+    assert result.final_status() == 486, result.explain()
+    await expect(dashboard.popup).to_be_hidden()
+    await expect(page.locator("#notice")).to_have_text(f"You declined the call from {CALLER_NAME}.")
 
-        assert await phone.call("setMuted", incoming.id, True) is True
-        state = await phone.call("getCall", incoming.id)
-        assert state == {"id": incoming.id, "answered": True, "muted": True, "held": False}
+    # A header that is not a conversation id is dropped: no look-up at all, same fallback.
+    async with caller(pbx, tmp_path / "sipp-bad", "../../admin?x=<b>") as call:
+        await dashboard.wait_ringing(None)
+        await expect(dashboard.field("details-status")).to_have_text("Caller details unavailable")
+        await expect_fallback(dashboard)
+        await page.click("#decline")
+        result = await call
+    assert result.returncode == 0, result.explain()
+    assert result.final_status() == 486, result.explain()
+    assert len(dashboard.lookups) == 1, dashboard.lookups
+    await expect(dashboard.popup).to_be_hidden()
+    await dashboard.assert_secret_never_shown()
 
-        assert await phone.call("hangUp", incoming.id) is True
+
+async def expect_fallback(dashboard: Dashboard) -> None:
+    """The popup shows only what the INVITE said: the SIP display name, nothing of Alice."""
+    await expect(dashboard.field("caller-name")).to_have_text(CALLER_NAME)
+    await expect(dashboard.field("department")).to_have_text("—")
+    await expect(dashboard.field("reason")).to_have_text("—")
+    await expect(dashboard.field("summary")).to_have_text("No summary.")
+    await expect(dashboard.field("teams")).to_be_hidden()
+    await expect(dashboard.field("todos")).to_be_hidden()
+    await expect(dashboard.field("transcript")).to_be_hidden()
+    await expect(dashboard.popup).not_to_contain_text("Alice")
+    await expect(dashboard.popup).not_to_contain_text("Demo Team")
+    await expect(dashboard.page.locator("#answer")).to_be_enabled()
+    hooks = await dashboard.hooks()
+    assert hooks["call"]["call_record_id"] is None
+    assert hooks["call"]["caller_name"] == CALLER_NAME
+
+
+async def test_answer_hold_resume_mute_and_hang_up_from_the_dashboard(
+    pbx: KamailioServer, pbx_settings: Settings, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    page = dashboard.page
+    await dashboard.log_in()
+    await dashboard.wait_registered()
+    conversation = uuid.uuid4().hex
+    record_id = await offer_call(pbx_settings, conversation, AGENT_LOGIN)
+
+    async with caller(pbx, tmp_path / "sipp", conversation) as call:
+        await dashboard.wait_ringing(conversation)
+        await expect(dashboard.field("caller-name")).to_have_text("Alice Martin", timeout=STEP)
+
+        # Answer: the fake microphone goes into a WebRTC answer, 200 OK to the caller.
+        await page.click("#answer")
+        await dashboard.wait_sip_sent(r"^SIP/2\.0 200 ")
+        # The caller's ACK confirms the call: the dashboard shows it connected.
+        await page.wait_for_function("window.convonetAgent.call?.state === 'bridged'", timeout=STEP)
+        assert (await dashboard.hooks())["ringing"] is False
+        await expect(page.locator("#call-title")).to_have_text("On a call")
+        await expect(page.locator("#call-timer")).to_be_visible()
+        await expect(page.locator("#hang-up")).to_be_enabled()
+
+        # Hold and resume are re-INVITEs through Kamailio to the caller; each one is done
+        # when the page ACKs the caller's 200 OK.
+        await expect(page.locator("#hold")).to_be_enabled()
+        await page.click("#hold")
+        await expect(page.locator("#hold")).to_have_attribute("aria-pressed", "true")
+        await expect(page.locator("#call-status")).to_contain_text("On hold.")
+        await dashboard.wait_sip_sent(r"^ACK ", 1)
+        await expect(page.locator("#hold")).to_be_enabled()
+        await page.click("#hold")
+        await expect(page.locator("#hold")).to_have_attribute("aria-pressed", "false")
+        await dashboard.wait_sip_sent(r"^ACK ", 2)
+        reinvites = [m for m in await dashboard.sip_sent() if m.startswith("INVITE ")]
+        assert len(reinvites) == 2, reinvites
+        assert "a=sendonly" in reinvites[0] and "a=sendrecv" in reinvites[1]
+
+        # Mute stays in the browser: no SIP, the status says so.
+        await page.click("#mute")
+        await expect(page.locator("#mute")).to_have_attribute("aria-pressed", "true")
+        await expect(page.locator("#call-status")).to_contain_text("Muted")
+
+        await page.click("#hang-up")
         result = await call
 
     assert result.returncode == 0, result.explain()
     assert result.final_status() == 200, result.explain()
-    assert result.received_statuses("INVITE").count(200) >= 1
     assert "BYE sip:" in result.messages  # the agent's BYE reached the caller
-    assert result.messages.count("a=sendonly") == 2  # the two holds, as the caller saw them
-    await phone.wait_state(incoming.id, "ended")
-    errors = [e for e in await phone.events() if e["type"] == "error"]
-    assert errors == []
-
-
-async def test_untrusted_conversation_header_is_dropped_and_603_declines(
-    pbx: KamailioServer, phone: HarnessPhone, tmp_path: Path
-) -> None:
-    async with caller(pbx, tmp_path / "sipp", "../../admin?x=<b>") as call:
-        incoming = await phone.wait_incoming()
-        assert incoming.conversation_id is None
-        assert await phone.call("decline", incoming.id, 603) is True
-        result = await call
-
-    assert result.returncode == 0, result.explain()
-    assert result.final_status() == 603, result.explain()
+    assert result.messages.count("a=sendonly") == 1  # the hold, as the caller saw it
+    # Answered and over: the popup stays for the outcome of this call record.
+    await expect(page.locator("#disposition-form")).to_be_visible(timeout=STEP)
+    await expect(page.locator("#disposition-title")).to_have_text("Call outcome: Alice Martin")
+    hooks = await dashboard.hooks()
+    assert hooks["call"]["state"] == "ended"
+    assert hooks["call"]["call_record_id"] == record_id
+    await expect(page.locator("#agent-error")).to_be_hidden()
+    await dashboard.assert_secret_never_shown()

@@ -277,6 +277,8 @@ export class SipPhone {
       call.answered = true;
       this._callState(id, "answered", null);
     });
+    // The caller's ACK arrived: the call is up, and the dashboard shows it connected.
+    session.on("confirmed", () => this._callState(id, "confirmed", null));
     session.on("peerconnection", (data) => this._watchTracks(call, data.peerconnection));
     session.on("ended", (data) => this._finish(id, data));
     session.on("failed", (data) => this._finish(id, data));
