@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -59,9 +60,34 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     )
 
 
+def serve_metrics(settings: Settings) -> Callable[[], None] | None:
+    """Serves this process's metrics (tool timings) for Prometheus; returns how to stop.
+
+    A port already in use (a second worker on the same host) costs the metrics, not the
+    worker: it logs and carries on.
+    """
+    if not settings.worker_metrics_port:
+        return None
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    try:
+        server, thread = start_http_server(port, addr=host)
+    except OSError as error:
+        log.warning("worker metrics not served on %s:%s: %s", host, port, error)
+        return None
+    log.info("worker metrics at http://%s:%s/metrics", host, port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
+
+
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings, with_agent_plugin=True)
     worker = build_worker(client, settings)
+    stop_metrics = serve_metrics(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,6 +97,10 @@ async def run_worker(settings: Settings) -> None:
         settings.temporal_task_queue,
         settings.temporal_address,
     )
-    async with worker:
-        await stop.wait()
-        log.info("worker stopping: finishing in-flight activities")
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight activities")
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()

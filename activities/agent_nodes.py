@@ -4,6 +4,7 @@ graph's workflow-side nodes call, so retries and idempotency are Temporal's."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from langchain_core.messages import ToolMessage, convert_to_messages
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
 from activities import runtime
+from convonet import metrics
 from convonet.agent.context import TurnContext
 from convonet.agent.messages import to_dict
 from convonet.agent.tool_result import ToolResult
@@ -20,6 +22,7 @@ from convonet.db.session import session_scope
 from convonet.engines.llm.base import LlmError
 from convonet.services.dispatch import execute_tool
 from convonet.speech import streams, timings
+from convonet.speech.sentences import SentenceBuffer
 
 
 @activity.defn(name="agent.llm")
@@ -42,7 +45,12 @@ async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
 
 class _ReplyTextStream:
     """Hands reply text to the speaking activity through the turn's text stream, as the
-    engine produces it, so the first sentence is spoken before the reply is complete."""
+    engine produces it, so the first sentence is spoken before the reply is complete.
+
+    It also times the engine for the turn's figures: from the call to the text that
+    completes the first sentence (what the speaker waits for), or to the step's end if none
+    does, less the time spent here writing to Redis.
+    """
 
     def __init__(self, context: TurnContext) -> None:
         rt = runtime.current()
@@ -56,26 +64,54 @@ class _ReplyTextStream:
             rt.settings.audio_stream_ttl_s,
         )
         self.started = False
+        self.called_at = time.time()
+        self.engine_field = timings.step_field(
+            timings.LLM_ENGINE, streams.now_ms(), activity.info().activity_id
+        )
+        self.engine_timed = False
+        self.writing_s = 0.0
+        self.sentences = SentenceBuffer()
+
+    def _engine_ms(self, until: float) -> int:
+        return max(0, round((until - self.called_at - self.writing_s) * 1000))
 
     async def write(self, delta: str) -> None:
+        entered = time.time()
+        figures: dict[str, int] = {}
         if not self.started:
             self.started = True
-            await streams.mark(
-                self.rt.streams,
-                self.context.conversation_id,
-                self.turn_key,
-                timings.FIRST_TOKEN,
-                self.rt.settings.audio_stream_ttl_s,
-            )
+            figures[timings.FIRST_TOKEN] = streams.now_ms()
+        if not self.engine_timed and self.sentences.push(delta):
+            self.engine_timed = True
+            figures[self.engine_field] = self._engine_ms(entered)
+        if figures:
+            # Before the text itself, so the figures are there when its audio reaches the edge.
+            await self._record(figures)
         await self.writer.add({"d": delta})
+        self.writing_s += time.time() - entered
 
     async def finish(self, answered: bool) -> None:
+        if not self.engine_timed:
+            self.engine_timed = True
+            await self._record({self.engine_field: self._engine_ms(time.time())})
         # A step that calls tools may speak a preface; the stream stays open for the answer
         # after the tools. A step without tool calls is the answer's end.
         if self.started:
             await self.writer.add({"d": " "})
         if answered:
             await self.writer.add({"end": 1})
+
+    async def _record(self, figures: dict[str, int]) -> None:
+        """The first-token mark keeps its first value (a retry keeps the original)."""
+        name = streams.key(self.context.conversation_id, self.turn_key, "timing")
+        async with self.rt.streams.pipeline(transaction=False) as pipe:
+            for field, value in figures.items():
+                if field == timings.FIRST_TOKEN:
+                    pipe.hsetnx(name, field, value)
+                else:
+                    pipe.hset(name, field, value)
+            pipe.expire(name, self.rt.settings.audio_stream_ttl_s)
+            await pipe.execute()
 
 
 def idempotency_key(context: TurnContext, tool_call_id: str) -> str:
@@ -89,11 +125,24 @@ async def tool_node(task: dict[str, Any]) -> dict[str, Any]:
     context = TurnContext.model_validate(task["context"]).localized()
     call = task["call"]
     key = idempotency_key(context, call["id"])
+    started_ms, started = streams.now_ms(), time.perf_counter()
     try:
         result = await _execute_once(context, call, key)
     except IntegrityError:
         # A concurrent attempt committed first; its stored result is the answer.
         result = await _execute_once(context, call, key)
+    took = time.perf_counter() - started
+    metrics.observe_tool(str(call["name"]), took)
+    if context.speak_key:
+        # The tool's share of a spoken turn's critical path (if it ran before the first audio).
+        field = timings.step_field(timings.TOOL_ENGINE, started_ms, activity.info().activity_id)
+        await streams.put_marks(
+            rt.streams,
+            context.conversation_id,
+            context.speak_key,
+            {field: round(took * 1000)},
+            rt.settings.audio_stream_ttl_s,
+        )
     delay = rt.settings.fault_tool_delay_after_commit_s
     if delay:
         await asyncio.sleep(delay)

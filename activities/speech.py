@@ -79,6 +79,7 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
         redis, streams.key(request.conversation_id, request.turn_key, "stt"), ttl
     )
     recognition = await rt.recognizer.open(vocabulary)
+    busy = _Busy()
     audio_bytes = 0
     last_id = "0-0"
     idle_since = time.monotonic()
@@ -100,16 +101,56 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
                     break
                 pcm = fields.get(b"pcm", b"")
                 audio_bytes += len(pcm)
-                interim = await recognition.feed(pcm)
+                with busy:
+                    interim = await recognition.feed(pcm)
                 if interim:
                     await results.add({"type": "interim", "text": interim})
-        text = await recognition.finish()
+        ended_at = time.time()
+        with busy:
+            text = await recognition.finish()
     finally:
         await recognition.aclose()
     text = " ".join(text.split())[:MAX_TURN_CHARS]
     await streams.mark(redis, request.conversation_id, request.turn_key, marks.STT_FINAL, ttl)
     await results.add({"type": "final", "text": text})
+    # The recognizer's own share of "end of speech to final transcript": its work after the
+    # edge marked the end of speech (or, without that mark, after the end was read).
+    recorded = await streams.marks(redis, request.conversation_id, request.turn_key)
+    speech_end = recorded[marks.SPEECH_END] / 1000 if marks.SPEECH_END in recorded else ended_at
+    await _put_first(
+        request.conversation_id, request.turn_key, {marks.STT_ENGINE: busy.ms_after(speech_end)}
+    )
     return TranscribeResult(text=text, audio_ms=duration_ms(audio_bytes))
+
+
+class _Busy:
+    """Wall-clock spans spent inside an engine's calls (`with busy: await engine...`)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.time()
+
+    def __exit__(self, *_: object) -> None:
+        self.spans.append((self._started, time.time()))
+
+    def ms_after(self, since: float) -> int:
+        """Milliseconds of engine work after the epoch second `since`."""
+        return round(sum(max(0.0, end - max(start, since)) for start, end in self.spans) * 1000)
+
+
+async def _put_first(conversation_id: str, turn_key: str, values: dict[str, int]) -> None:
+    """Records figures about a turn unless already there: a retried attempt keeps the first
+    attempt's, as it keeps the first attempt's marks."""
+    rt = runtime.current()
+    name = streams.key(conversation_id, turn_key, "timing")
+    async with rt.streams.pipeline(transaction=False) as pipe:
+        for field, value in values.items():
+            pipe.hsetnx(name, field, value)
+        pipe.expire(name, rt.settings.audio_stream_ttl_s)
+        await pipe.execute()
 
 
 class _SpeakProgress(BaseModel):
@@ -135,10 +176,14 @@ class _Speaker:
             rt.settings.audio_stream_ttl_s,
         )
         self.first_audio = False
+        # When the synthesizer was asked for the first sentence (epoch seconds).
+        self.synthesis_started: float | None = None
 
     async def say(self, sentence: str) -> None:
         start = self.progress.audio_ms
         await self.out.add({"sentence": sentence, "ms": start})
+        if not self.first_audio:
+            self.synthesis_started = time.time()
         carry = b""
         async for chunk in self.rt.synthesizer.synthesize(sentence):
             carry += chunk
@@ -151,17 +196,16 @@ class _Speaker:
         activity.heartbeat(self.progress.model_dump())
 
     async def _frame(self, pcm: bytes) -> None:
-        await self.out.add({"pcm": pcm, "ms": self.progress.audio_ms})
-        self.progress.audio_ms += FRAME_MS
         if not self.first_audio:
             self.first_audio = True
-            await streams.mark(
-                self.rt.streams,
-                self.request.conversation_id,
-                self.request.turn_key,
-                marks.FIRST_AUDIO,
-                self.rt.settings.audio_stream_ttl_s,
-            )
+            # Marked before the frame is written, so the edge finds the marks with the frame.
+            # The synthesizer's share of the first audio: asked for the sentence, to a frame.
+            first: dict[str, int] = {marks.FIRST_AUDIO: streams.now_ms()}
+            if self.synthesis_started is not None:
+                first[marks.TTS_ENGINE] = round((time.time() - self.synthesis_started) * 1000)
+            await _put_first(self.request.conversation_id, self.request.turn_key, first)
+        await self.out.add({"pcm": pcm, "ms": self.progress.audio_ms})
+        self.progress.audio_ms += FRAME_MS
 
     async def finish(self, interrupted: bool) -> SpeakResult:
         fields: dict[str, bytes | str | int] = {"end": 1, "ms": self.progress.audio_ms}

@@ -44,7 +44,7 @@ from api.protocol import (
 )
 from api.services import EdgeServices
 from api.voice.connection import VoiceConnection
-from convonet import events, redis_keys
+from convonet import events, metrics, redis_keys
 from convonet.security import is_valid_pin_format
 from workflows.conversation.models import (
     AuthRequest,
@@ -92,6 +92,8 @@ class CallerNamespace(socketio.AsyncNamespace):
         self.redis = services.redis
         # Voice state of each logged-in connection of this process (frames are per socket).
         self.voices: dict[str, VoiceConnection] = {}
+        # Logged-in connections of this process, for the active-conversations gauge.
+        self.logged_in: set[str] = set()
 
     # ---- connection -------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class CallerNamespace(socketio.AsyncNamespace):
                 await self._voice(sid, session).enter_bridge(transfer.transfer_id)
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
+        self._track(sid, logged_in=False)
         stop = self.following.pop(sid, None)
         if stop is not None:
             stop()
@@ -207,6 +210,7 @@ class CallerNamespace(socketio.AsyncNamespace):
         if result.ok:
             session.update(authenticated=True, session_token=session_token)
             await self.save_session(sid, session)
+            self._track(sid, logged_in=True)
             await self._follow(sid, session["conversation_id"])
         out = AuthResultOut(
             ok=result.ok,
@@ -244,9 +248,12 @@ class CallerNamespace(socketio.AsyncNamespace):
                 )
                 latency_ms = round((time.perf_counter() - started) * 1000)
         except WorkflowUpdateFailedError as error:
+            metrics.count_turn_error("text")
             return await self._fail(sid, "rejected", _update_error_message(error))
         except RPCError as error:
+            metrics.count_turn_error("text")
             return await self._unavailable(sid, error)
+        metrics.count_turn("text")
         reply = ReplyOut.of(result, latency_ms)
         if result.state != ConversationState.ACTIVE:
             await self._push_turn_state(sid, session["conversation_id"], result)
@@ -390,10 +397,21 @@ class CallerNamespace(socketio.AsyncNamespace):
         if not await self.redis.exists(redis_keys.session(redis_keys.token_digest(token))):
             session.update(authenticated=False, session_token=None)
             await self.save_session(sid, session)
+            self._track(sid, logged_in=False)
             return None
         return session
 
+    def _track(self, sid: str, logged_in: bool) -> None:
+        """Keeps the active-conversations gauge in step with this process's logins."""
+        if logged_in and sid not in self.logged_in:
+            self.logged_in.add(sid)
+            metrics.ACTIVE_CONVERSATIONS.inc()
+        elif not logged_in and sid in self.logged_in:
+            self.logged_in.discard(sid)
+            metrics.ACTIVE_CONVERSATIONS.dec()
+
     async def _push_status(self, sid: str, status: ConversationStatus, authenticated: bool) -> None:
+        self._track(sid, logged_in=authenticated and status.state != ConversationState.ENDED)
         out = StatusOut(
             conversation_id=status.conversation_id,
             state=status.state,

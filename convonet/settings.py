@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
 
+    # Worker: its Prometheus metrics (the API serves its own at /metrics); port 0 = off
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(9464, ge=0, le=65535)
+
     # Secrets
     pin_pepper: str = DEV_PIN_PEPPER
 

@@ -17,6 +17,8 @@ from typing import Literal
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from convonet import metrics
+
 log = logging.getLogger("convonet.api.bridge")
 
 Side = Literal["caller", "agent"]
@@ -91,12 +93,15 @@ class BridgeLink:
                 await pubsub.aclose()
 
     async def _deliver(self) -> None:
+        direction: metrics.Direction = "to_caller" if self.side == "caller" else "to_agent"
         while True:
             pcm, sent_at = await self.inbox.get()
             try:
                 await self.on_audio(pcm, sent_at)
             except Exception:  # a closed socket ends the call elsewhere; keep draining
                 log.exception("bridge %s could not deliver a frame", self.transfer_id)
+            else:
+                metrics.observe_bridge_delay(direction, time.time() - sent_at)
 
 
 def _put_dropping_oldest(queue: asyncio.Queue, item: object, link: BridgeLink) -> None:  # type: ignore[type-arg]

@@ -25,6 +25,7 @@ from api.protocol import AudioFrameIn, BargeInIn, ErrorOut, MicIn, ReplyOut
 from api.services import EdgeServices
 from api.voice.ingest import AudioIngest, Refusal
 from api.voice.relay import relay_turn
+from convonet import metrics
 from convonet.speech import streams
 from convonet.speech import timings as marks
 from convonet.speech.audio import SAMPLE_RATE
@@ -185,6 +186,7 @@ class VoiceConnection:
             )
         except WorkflowUpdateFailedError as error:
             self._stop_relay(turn_key)
+            metrics.count_turn_error("voice")
             message = getattr(error.cause, "message", None) or str(error.cause or error)
             await self._error("rejected", message)
             return
@@ -194,10 +196,13 @@ class VoiceConnection:
             return
         except RPCError as error:
             self._stop_relay(turn_key)
+            metrics.count_turn_error("voice")
             log.warning("voice turn %s failed: %s", turn_key, error.message)
             await self._error("unavailable", "The assistant is unavailable; try again.")
             return
-        if not result.user_text:
+        if result.user_text:
+            metrics.count_turn("voice")
+        else:  # nothing was heard: not a turn
             self._stop_relay(turn_key)
             await self.emit("stage", {"turn_key": turn_key, "stage": "idle"})
         reply = ReplyOut.of(result, round((time.perf_counter() - started) * 1000))

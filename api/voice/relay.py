@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from api.protocol import TimingsOut
+from convonet import metrics
 from convonet.speech import streams
 from convonet.speech import timings as marks
 from convonet.speech.audio import SAMPLE_RATE
@@ -71,10 +72,12 @@ async def _first_audio(
 ) -> None:
     sent_at = streams.now_ms()
     recorded = await streams.marks(redis, conversation_id, turn_key)
-    figures = marks.timings_from_marks(recorded)
-    if marks.SPEECH_END in recorded:
-        # Measured where the audio leaves for the caller, not where it was synthesized.
-        figures.voice_to_voice_ms = max(0, sent_at - recorded[marks.SPEECH_END])
+    # Voice-to-voice is measured where the audio leaves for the caller, not where it was
+    # synthesized.
+    figures = marks.timings_from_marks(recorded, audio_sent_at=sent_at)
+    if marks.SPEECH_END in recorded or marks.TEXT_RECEIVED in recorded:
+        # A caller's turn (not something the assistant says on its own after a transfer).
+        metrics.observe_turn(figures)
     await emit("stage", {"turn_key": turn_key, "stage": "speaking"})
     await emit("timings", TimingsOut(turn_key=turn_key, **figures.model_dump()).model_dump())
 
