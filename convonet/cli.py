@@ -92,6 +92,12 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(replay_recent(settings, args.latest))
 
 
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from convonet.bench.cli import run
+
+    return run(list(args.bench_args), settings)
+
+
 def _redacted(url: str) -> str:
     if "@" not in url:
         return url
@@ -110,10 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         "seed": ("create the demo users, team, agent and departments", _seed),
         "call": ("talk to a running system through the caller socket", _call),
         "replay": ("replay recent conversation histories against this code", _replay),
+        "bench": ("measure a running system (convonet bench --help)", _bench),
     }
     for name, (help_text, handler) in commands.items():
-        command = sub.add_parser(name, help=help_text)
+        # `bench` hands all its arguments to its own (typer) app, options included.
+        command = sub.add_parser(name, help=help_text, add_help=name != "bench")
         command.set_defaults(handler=handler)
+        if name == "bench":
+            command.add_argument("bench_args", nargs=argparse.REMAINDER)
         if name == "seed":
             command.add_argument("--json", action="store_true", help="print credentials as JSON")
         if name == "call":
@@ -140,8 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    if argv[:1] == ["bench"]:
+        # argparse would take the bench's own options (--help, --json) for convonet's.
+        return argparse.Namespace(handler=_bench, bench_args=argv[1:])
+    return build_parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings()
     except ConfigError as error:
