@@ -20,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from convonet import search_attributes
+from convonet.agent_client import ScriptedAgent
 from convonet.call_client import ScriptedCaller
 from convonet.db.migrate import upgrade
 from convonet.seed import seed
@@ -28,7 +29,6 @@ from convonet.speech.audio import silence
 from tests.conftest import PG_ADMIN_DSN, REDIS_URL, TEST_PEPPER, _async_url
 from tests.speech_samples import speak
 from tests.system import RunningSystem, running_system
-from tests.transfer.agent_client import ScriptedAgent
 from workflows.conversation.models import workflow_id_for
 from workflows.conversation.workflow import ConversationWorkflow
 

@@ -8,6 +8,7 @@ import asyncio
 
 from sqlalchemy import select
 
+from convonet.agent_client import ScriptedAgent
 from convonet.call_client import ScriptedCaller
 from convonet.db.models import Agent, AgentState, Todo
 from convonet.db.session import session_scope
@@ -15,7 +16,6 @@ from convonet.seed import seed
 from convonet.settings import Settings
 from convonet.speech.audio import SAMPLE_RATE
 from tests.system import running_system
-from tests.transfer.agent_client import ScriptedAgent
 from tests.transfer.helpers import call_record, dominant_frequency, tone
 
 
