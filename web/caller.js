@@ -1,6 +1,8 @@
 // The caller page: PIN login, voice (hands-free or push-to-talk) and typed turns over the
-// /caller namespace (docs/socket-protocol.md). Every text from the server is shown with
-// textContent only, never as markup.
+// /caller namespace (docs/socket-protocol.md), and transfers to a human agent: their progress
+// (`transfer`), the agent's voice while bridged (`bridge_audio`) and what the assistant says
+// afterwards (`assistant`). Every text from the server is shown with textContent only,
+// never as markup (caller and agent data are untrusted).
 import { CallerSocket } from "/socket.js";
 import { AudioEngine, MicError, RATE } from "/voice.js";
 import { attachPinPad } from "/pinpad.js";
@@ -12,6 +14,8 @@ const BARGE_IN_RMS = 0.02; // full scale; about 650 in int16
 const BARGE_IN_FRAMES = 3; // consecutive 20 ms frames over the threshold
 const MAX_BACKLOG = 50; // frames kept while the edge acknowledges `mic` (1 s)
 const MAX_BUFFERED_BYTES = 64 * 1024; // shed microphone audio on a stalled link
+const BRIDGE_MAX_QUEUED = (RATE * 200) / 1000; // the agent's voice lags by 200 ms at most
+const BRIDGE_HEARD_LIMIT = 20 * RATE; // agent samples kept for the tests: 20 s
 
 // Test hooks, updated live (times are performance.now() milliseconds, null until it happens):
 //   micFrames          20 ms frames captured from the microphone
@@ -23,6 +27,12 @@ const MAX_BUFFERED_BYTES = 64 * 1024; // shed microphone audio on a stalled link
 //   playbackStoppedAt  when it last stopped (drained at the end of a turn, or flushed)
 //   bargeInAt          when the page last interrupted a reply because the caller spoke
 //   lastTurnKey        turn_key of the latest voice event from the edge
+//   transferState      state of the latest transfer ("requested" … "bridged", "ended",
+//                      "failed"), null before any
+//   bridgeFramesIn     bridge_audio frames received from the agent
+//   bridgeFramesOut    audio_frame events sent while connected with the agent
+//   bridgeHeard        the agent audio received, as Int16 sample numbers, at most 20 s
+//   takeBridgeHeard()  returns `bridgeHeard` and empties it
 const stats = {
   micFrames: 0,
   framesSent: 0,
@@ -33,6 +43,13 @@ const stats = {
   playbackStoppedAt: null,
   bargeInAt: null,
   lastTurnKey: null,
+  transferState: null,
+  bridgeFramesIn: 0,
+  bridgeFramesOut: 0,
+  bridgeHeard: [],
+  takeBridgeHeard() {
+    return stats.bridgeHeard.splice(0);
+  },
 };
 window.convonetStats = stats;
 
@@ -72,6 +89,15 @@ const audioDone = new Set(); // turn keys whose audio_done arrived
 let playingTurn = null; // the turn whose reply audio is queued or playing
 let workletPlaying = false;
 const playedSamples = new Map(); // turn key -> samples actually played
+let callerName = "";
+
+// The latest transfer to a human agent, or null:
+//   {id, state, department, agentName, reason, onHold, live, bridgedAt, restoreMicOff, refusal}
+// `live` while the caller talks with the agent (answered or bridged): the microphone feeds
+// the agent and `bridge_audio` plays. `restoreMicOff`: the page opened the microphone for
+// the call, so it closes it again afterwards (unless the caller switched it meanwhile).
+let transfer = null;
+let transferTimer = null;
 
 const audio = new AudioEngine({ onMicFrame, onPlayback });
 
@@ -96,8 +122,14 @@ function setStatus(text) {
 
 const STAGES = { idle: "Idle", listening: "Listening…", thinking: "Thinking…", speaking: "Speaking…" };
 
+// While the caller talks with an agent the stage says so, whatever the assistant's events say.
 function setStage(stage) {
   if (!Object.hasOwn(STAGES, stage)) return;
+  if (transfer?.live) {
+    $("stage").dataset.stage = "bridged";
+    $("stage").textContent = transfer.onHold ? "On hold" : `Talking with ${agentLabel(transfer)}`;
+    return;
+  }
   $("stage").dataset.stage = stage;
   $("stage").textContent = STAGES[stage];
 }
@@ -272,6 +304,9 @@ function connect() {
       turn.timings = timings;
       renderLatency(turn);
     },
+    transfer: onTransfer,
+    assistant: onAssistant,
+    bridge_audio: onBridgeAudio,
   });
   socket = own;
   mic.seq = 0; // audio_frame seq starts at 0 on each connection and only increases
@@ -300,6 +335,7 @@ function lostConnection() {
 function onStatus(status) {
   conversationId = status.conversation_id;
   authenticated = status.authenticated;
+  if (status.caller_name) callerName = status.caller_name;
   if (!status.authenticated) sessionStorage.removeItem(STORE);
   if (resuming && !status.authenticated && status.state === "awaiting-auth") {
     showError("Your session has ended. Please enter your PIN again.");
@@ -307,7 +343,7 @@ function onStatus(status) {
   resuming = false;
   const labels = {
     "awaiting-auth": "Enter your PIN to start.",
-    active: `Talking with the assistant${status.caller_name ? ` as ${status.caller_name}` : ""}.`,
+    active: activeLabel(),
     transferring: `Transfer requested to ${status.transfer?.department ?? "an agent"}.`,
     bridged: "Connected to an agent.",
     ended: "The call has ended.",
@@ -321,12 +357,22 @@ function onStatus(status) {
   else if (status.authenticated && mic.handsFree && !mic.streaming && !mic.buffering) {
     openMic("hands_free"); // back after a reconnect: the edge forgot the open microphone
   }
+  if (!ended) {
+    syncTransfer(status);
+    // A late status of a turn (e.g. "transferring" after the agent answered) does not
+    // overwrite where the transfer is.
+    if (transfer && !TRANSFER_FINAL.has(transfer.state)) showTransferStatusLine();
+  }
 }
 
 function onServerError(error) {
   // Acknowledged events show their own failures; these arrive only as `error` events.
   if (error.code === "not_authenticated" && (mic.handsFree || mic.held)) {
     stopVoice();
+    showError(error.message);
+  } else if (error.code === "rejected" && error.message && !transfer?.live) {
+    // A spoken turn the assistant refused (e.g. the call moved on): say why. While the
+    // caller talks with an agent the microphone is theirs, so a late refusal is no news.
     showError(error.message);
   } else if (error.code === "bad_audio" || error.code === "rate_limited") {
     console.debug("audio frame dropped by the edge:", error.message);
@@ -361,6 +407,7 @@ async function login(event) {
     }
     show("attempts", false);
     authenticated = true;
+    callerName = result.caller_name || "";
     // Kept for this tab only, so a reconnect resumes the same conversation.
     sessionStorage.setItem(
       STORE,
@@ -397,6 +444,8 @@ async function say(event) {
     if (!ack.ok) {
       forgetTyped(turn);
       settleStage();
+      // e.g. "You're connected with Dana Agent; the assistant is paused." (gone after the call)
+      if (transfer?.live) transfer.refusal = failure(ack);
       return showError(failure(ack));
     }
     if (ack.data.turn_key && !turn.key) nameTypedTurn(turn, ack.data.turn_key);
@@ -426,6 +475,7 @@ function restart() {
   show("restart", false);
   $("transcript").replaceChildren();
   turns.clear();
+  clearTransfer();
   const old = socket;
   socket = null; // its close is not a network drop
   old?.close();
@@ -480,6 +530,7 @@ function sendFrame(pcm) {
   if (socket.emit("audio_frame", { seq: mic.seq, rate: RATE, pcm })) {
     mic.seq += 1;
     stats.framesSent += 1;
+    if (transfer?.live) stats.bridgeFramesOut += 1;
   }
 }
 
@@ -494,7 +545,8 @@ function onMicFrame(pcm, rms) {
   $("level").value = levelOf(rms);
   const live = mic.handsFree || mic.held;
   if (!live) return;
-  mic.loud = rms > BARGE_IN_RMS ? mic.loud + 1 : 0;
+  // Talking with an agent: no barge-in (it must never cut the agent's voice).
+  mic.loud = rms > BARGE_IN_RMS && !transfer?.live ? mic.loud + 1 : 0;
   if (mic.loud >= BARGE_IN_FRAMES) {
     if (playingTurn && !interrupted.has(playingTurn)) bargeIn();
     if (currentStage() === "idle") setStage("listening");
@@ -523,30 +575,47 @@ function updateVoiceButtons() {
 }
 
 async function toggleHandsFree() {
+  if (transfer) transfer.restoreMicOff = false; // the caller's own choice stays after a call
   if (mic.handsFree) {
-    mic.handsFree = false;
-    closeMic();
-    audio.stopMic();
-    updateVoiceButtons();
-    settleStage();
+    stopHandsFree();
     return;
   }
   if ($("mic").getAttribute("aria-busy") === "true") return;
   showError("");
+  await startHandsFree();
+}
+
+function stopHandsFree() {
+  mic.handsFree = false;
+  closeMic();
+  audio.stopMic();
+  updateVoiceButtons();
+  settleStage();
+}
+
+// True once the microphone streams hands-free (or is about to: the edge acknowledges).
+async function startHandsFree() {
   $("mic").setAttribute("aria-busy", "true");
   try {
     await audio.startMic();
   } catch (error) {
     micFailed(error);
-    return;
+    return false;
   } finally {
     $("mic").setAttribute("aria-busy", "false");
   }
+  if (ended || !authenticated) {
+    audio.stopMic();
+    return false;
+  }
   stats.micStartedAt = performance.now();
   mic.handsFree = true;
+  mic.held = false;
+  mic.pttOpen = false;
   updateVoiceButtons();
   openMic("hands_free");
   settleStage();
+  return true;
 }
 
 async function pttDown() {
@@ -554,7 +623,8 @@ async function pttDown() {
   mic.held = true;
   mic.pttOpen = false;
   updateVoiceButtons();
-  if (playingTurn && !interrupted.has(playingTurn)) bargeIn(); // talking over the reply
+  // Talking over the reply (never over the agent: no barge-in while connected with one).
+  if (playingTurn && !interrupted.has(playingTurn) && !transfer?.live) bargeIn();
   const starting = !audio.capturing;
   try {
     await audio.startMic();
@@ -594,6 +664,10 @@ function stopVoice() {
 
 // The call is over: no microphone, no more reply audio.
 function endVoice() {
+  if (transfer?.live) {
+    transfer.live = false;
+    stopTransferTimer();
+  }
   mic.handsFree = false;
   mic.held = false;
   mic.pttOpen = false;
@@ -612,6 +686,7 @@ function endVoice() {
 function onAudioOut(frame) {
   stats.lastTurnKey = frame.turn_key;
   if (interrupted.has(frame.turn_key) || ended) return; // the caller cut this reply off
+  if (transfer?.live) return; // a late reply of the assistant: the agent is talking now
   if (!(frame.pcm instanceof ArrayBuffer)) return;
   playingTurn = frame.turn_key;
   audio.play(frame.turn_key, frame.pcm, frame.rate || RATE);
@@ -642,6 +717,7 @@ function finishPlayback() {
 }
 
 function onPlayback(message) {
+  if (isBridgeKey(message.turnKey)) return; // the agent's voice: not a reply of the assistant
   if (message.type === "started") {
     workletPlaying = true;
     stats.playbackStartedAt = performance.now();
@@ -708,6 +784,253 @@ function onReplyText(event) {
   turn.text += event.text;
   lineText(assistantLine(turn), turn.text);
   if (currentStage() === "listening" || currentStage() === "idle") setStage("thinking");
+}
+
+// ---- transfers to a human agent -------------------------------------------------------
+
+const TRANSFER_ORDER = ["requested", "dialing", "ringing", "answered", "bridged", "ended", "failed"];
+const TRANSFER_LIVE = new Set(["answered", "bridged"]);
+const TRANSFER_FINAL = new Set(["ended", "failed"]);
+const FAILURE_WORDS = {
+  "no-answer": "nobody answered",
+  busy: "everyone is busy",
+  rejected: "the call was declined",
+  "no-agent": "nobody is available right now",
+  error: "something went wrong",
+};
+
+function activeLabel() {
+  return `Talking with the assistant${callerName ? ` as ${callerName}` : ""}.`;
+}
+
+function agentLabel(current) {
+  return current.agentName || "the agent";
+}
+
+function departmentLabel(current) {
+  return current.department || "the team";
+}
+
+function isBridgeKey(key) {
+  return typeof key === "string" && key.startsWith("bridge:");
+}
+
+function transferText(current) {
+  const agent = agentLabel(current);
+  const department = departmentLabel(current);
+  switch (current.state) {
+    case "requested":
+      return current.department
+        ? `Finding someone in ${department}…`
+        : "Finding someone to help you…";
+    case "dialing":
+      return current.agentName ? `Calling ${agent}…` : `Calling ${department}…`;
+    case "ringing":
+      return current.agentName ? `Ringing ${agent}…` : `Ringing ${department}…`;
+    case "answered":
+      return `${capitalized(agent)} answered. Connecting…`;
+    case "bridged":
+      return current.onHold ? "On hold" : `Connected with ${agent}`;
+    case "failed": {
+      const why = FAILURE_WORDS[current.reason] || "the call did not go through";
+      return `Couldn't reach ${department}: ${why}`;
+    }
+    case "ended":
+      return current.agentName ? `Call with ${agent} ended` : "Call ended";
+    default:
+      return "";
+  }
+}
+
+function renderTransfer() {
+  const box = $("transfer-status");
+  if (!transfer) {
+    box.textContent = "";
+    box.dataset.state = "";
+    delete box.dataset.hold;
+    show("transfer", false);
+    return;
+  }
+  box.textContent = transferText(transfer);
+  box.dataset.state = transfer.state;
+  if (transfer.onHold && transfer.live) box.dataset.hold = "true";
+  else delete box.dataset.hold;
+  show("transfer", true);
+  show("transfer-timer", transfer.state === "bridged" && transfer.bridgedAt !== null);
+}
+
+function formatClock(totalSeconds) {
+  const seconds = Math.max(0, Math.floor(totalSeconds));
+  const m = Math.floor(seconds / 60);
+  return `${m}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+function startTransferTimer(current) {
+  if (current.bridgedAt !== null) return;
+  current.bridgedAt = performance.now();
+  stopTransferTimer();
+  const tick = () => {
+    $("transfer-timer").textContent = formatClock((performance.now() - current.bridgedAt) / 1000);
+  };
+  tick();
+  transferTimer = setInterval(tick, 500);
+}
+
+function stopTransferTimer() {
+  clearInterval(transferTimer);
+  transferTimer = null;
+}
+
+function clearTransfer() {
+  stopTransferTimer();
+  transfer = null;
+  stats.transferState = null;
+  $("transfer-timer").textContent = "";
+  renderTransfer();
+}
+
+// A status (e.g. after a reload or a reconnect) names the transfer under way: pick it up,
+// or learn how the one on screen ended while the page was away.
+function syncTransfer(status) {
+  const info = status.transfer;
+  if (!status.authenticated || !info?.transfer_id) return;
+  const id = String(info.transfer_id);
+  const known = transfer?.id === id;
+  if (!known && status.state !== "transferring" && status.state !== "bridged") return;
+  onTransfer({
+    transfer_id: id,
+    state: info.status,
+    department: info.department,
+    agent_name: info.agent_name,
+    reason: info.outcome,
+    on_hold: known ? transfer.onHold : false, // a status does not say; keep what the page knows
+  });
+}
+
+function onTransfer(event) {
+  if (!event || typeof event !== "object") return;
+  const state = String(event.state ?? "");
+  if (!TRANSFER_ORDER.includes(state)) return;
+  const id = String(event.transfer_id ?? "");
+  const fresh =
+    !transfer || transfer.id !== id || (TRANSFER_FINAL.has(transfer.state) && state === "requested");
+  if (!fresh) {
+    // Late or repeated news of the same transfer never moves it backwards (a hold change
+    // repeats "bridged"); nothing follows its end.
+    if (TRANSFER_FINAL.has(transfer.state)) return;
+    if (TRANSFER_ORDER.indexOf(state) < TRANSFER_ORDER.indexOf(transfer.state)) return;
+  } else {
+    if (transfer?.live) leaveBridge(); // a new transfer while the last one still looked live
+    stopTransferTimer();
+    $("transfer-timer").textContent = "";
+    transfer = {
+      id,
+      state,
+      department: "",
+      agentName: "",
+      reason: "",
+      onHold: false,
+      live: false,
+      bridgedAt: null,
+      restoreMicOff: false,
+      refusal: "", // a typed turn refused during the call: its message goes with the call
+    };
+  }
+  transfer.state = state;
+  if (event.department) transfer.department = String(event.department);
+  if (event.agent_name) transfer.agentName = String(event.agent_name);
+  transfer.reason = event.reason ? String(event.reason) : "";
+  transfer.onHold = Boolean(event.on_hold) && TRANSFER_LIVE.has(state);
+  stats.transferState = state;
+
+  if (TRANSFER_LIVE.has(state) && !transfer.live && !ended) enterBridge();
+  else if (TRANSFER_FINAL.has(state) && transfer.live) leaveBridge();
+  if (state === "bridged") startTransferTimer(transfer);
+  renderTransfer();
+  if (!ended) showTransferStatusLine();
+  settleStage();
+}
+
+// The page's status line (#status) during and after a transfer.
+function showTransferStatusLine() {
+  if (transfer.live) setStatus(`Connected to ${agentLabel(transfer)}.`);
+  else if (TRANSFER_FINAL.has(transfer.state)) setStatus(activeLabel());
+  else setStatus(`Transfer requested to ${departmentLabel(transfer)}.`);
+}
+
+// The agent answered: their voice plays, the microphone (hands-free, opened now if it was
+// off) goes to them, and nothing the caller says interrupts them.
+function enterBridge() {
+  const current = transfer;
+  current.live = true;
+  if (playingTurn) {
+    // The edge stops relaying the assistant's reply: no audio_done will come for it.
+    audioDone.add(playingTurn);
+    playingTurn = null;
+  }
+  audio.flush();
+  mic.loud = 0;
+  audio.ensure().catch(() => {});
+  current.restoreMicOff = !mic.handsFree;
+  if (!mic.handsFree) {
+    if (mic.held) pttUp();
+    startHandsFree().then((started) => {
+      if (!started && current === transfer) current.restoreMicOff = false;
+      if (!started && current.live) {
+        showError(
+          "The microphone could not start, so the agent can't hear you. Turn on hands-free to talk.",
+        );
+      }
+    });
+  }
+}
+
+// The call with the agent is over: the assistant is back, the microphone as it was before.
+function leaveBridge() {
+  const current = transfer;
+  current.live = false;
+  current.onHold = false;
+  stopTransferTimer();
+  audio.flush(); // any of the agent's voice still queued
+  if (current.restoreMicOff && mic.handsFree && !ended) stopHandsFree();
+  current.restoreMicOff = false;
+  if (current.refusal) clearError(current.refusal);
+}
+
+function onBridgeAudio(frame) {
+  let pcm = frame?.pcm;
+  if (ArrayBuffer.isView(pcm)) {
+    pcm = pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength);
+  }
+  if (!(pcm instanceof ArrayBuffer)) return;
+  const usable = pcm.byteLength - (pcm.byteLength % 2);
+  if (usable === 0) return;
+  stats.bridgeFramesIn += 1;
+  const samples = new Int16Array(pcm, 0, usable / 2); // read before the buffer is transferred
+  const heard = stats.bridgeHeard;
+  const count = Math.min(BRIDGE_HEARD_LIMIT - heard.length, samples.length);
+  for (let i = 0; i < count; i++) heard.push(samples[i]);
+  if (!transfer?.live || ended) return;
+  const owned = usable === pcm.byteLength ? pcm : pcm.slice(0, usable);
+  audio.play(`bridge:${transfer.id}`, owned, Number(frame.rate) || RATE, BRIDGE_MAX_QUEUED);
+}
+
+// The assistant speaks up on its own (after a transfer); its audio follows as `audio_out`
+// frames of this turn key, played like any reply.
+function onAssistant(event) {
+  if (!event || typeof event.text !== "string" || !event.text) return;
+  const key = String(event.turn_key ?? "");
+  stats.lastTurnKey = key;
+  let turn = turns.get(key);
+  if (!turn) {
+    // Not a typed turn's key even though it starts with "t": never given to one.
+    turn = newTurn(key);
+    turns.set(key, turn);
+  }
+  turn.text = event.text;
+  const line = assistantLine(turn);
+  lineText(line, event.text);
+  line.classList.remove("streaming");
 }
 
 // ---- wiring ----------------------------------------------------------------------------

@@ -143,10 +143,12 @@ export class AudioEngine {
     this.ready.then(() => this.player.port.postMessage(message, transfer)).catch(() => {});
   }
 
-  // Queues one reply frame (Int16 LE PCM, transferred) for gapless playback.
-  play(turnKey, pcm, rate) {
+  // Queues one reply frame (Int16 LE PCM, transferred) for gapless playback. With
+  // `maxQueued` (samples) the audio is live: the oldest queued audio is dropped rather than
+  // let the queue (and so the delay) grow past it.
+  play(turnKey, pcm, rate, maxQueued = 0) {
     if (!this.ready) this.ensure();
-    this.post({ type: "push", turnKey, pcm, rate }, [pcm]);
+    this.post({ type: "push", turnKey, pcm, rate, maxQueued }, [pcm]);
   }
 
   // The turn's audio is complete: play out what is queued without waiting for more.

@@ -11,6 +11,7 @@ import { AudioEngine, MicError, RATE } from "/voice.js";
 const ACK_TIMEOUT_MS = 10000;
 const MAX_BUFFERED_BYTES = 64 * 1024; // shed microphone audio on a stalled link
 const LIVE_STATES = new Set(["answered", "bridged"]);
+const MAX_QUEUED = (RATE * 200) / 1000; // the caller's voice lags by 200 ms at most
 
 function micKind(error) {
   if (error instanceof MicError) return error.kind;
@@ -155,7 +156,7 @@ export class BuiltinPhone {
     const call = this.call;
     if (!call || !LIVE_STATES.has(call.state) || call.held) return;
     const owned = usable === pcm.byteLength ? pcm : pcm.slice(0, usable);
-    this.audio.play(String(call.transfer_id), owned, Number(frame.rate) || RATE);
+    this.audio.play(String(call.transfer_id), owned, Number(frame.rate) || RATE, MAX_QUEUED);
   }
 
   // The call is over (or failed to start): microphone off, nothing more to play.

@@ -1,10 +1,13 @@
 // Audio thread, speaker side: plays reply audio frames back to back from a queue.
 //
-// Messages in:  {type: "push", turnKey, pcm: ArrayBuffer (Int16 LE), rate}
+// Messages in:  {type: "push", turnKey, pcm: ArrayBuffer (Int16 LE), rate, maxQueued?}
+//                 maxQueued (samples): live audio (a call with an agent) never lags behind
+//                 by more than this; the oldest queued audio is dropped instead
 //               {type: "end", turnKey}   no more frames for this turn: play what is queued
 //               {type: "flush"}          drop everything queued, stop now (barge-in)
 // Messages out: {type: "started", turnKey}
-//               {type: "progress", turnKey, turnSamples, framesPlayed, peakRms}  per frame played
+//               {type: "progress", turnKey, turnSamples, framesPlayed, peakRms, dropped}
+//                 per frame played; dropped counts samples shed by maxQueued
 //               {type: "drained", turnKey, turnSamples}   the queue ran empty
 //               {type: "flushed", turnKey, turnSamples}
 // When the queue is empty the output is silence. Playback starts once PREBUFFER samples are
@@ -22,6 +25,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.turnSamples = 0;
     this.framesPlayed = 0;
     this.peakRms = 0;
+    this.dropped = 0;
     this.port.onmessage = (event) => this.command(event.data);
   }
 
@@ -30,6 +34,13 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       const samples = toFloat(new Int16Array(message.pcm), message.rate || sampleRate);
       this.queue.push({ samples, offset: 0, turnKey: message.turnKey });
       this.queued += samples.length;
+      const limit = message.maxQueued;
+      while (limit > 0 && this.queued > limit && this.queue.length > 1) {
+        const oldest = this.queue.shift();
+        const left = oldest.samples.length - oldest.offset;
+        this.queued -= left;
+        this.dropped += left;
+      }
     } else if (message.type === "end") {
       this.endedTurn = message.turnKey;
       if (!this.playing && this.queued === 0) {
@@ -89,6 +100,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
         turnSamples: this.turnSamples,
         framesPlayed: this.framesPlayed,
         peakRms: this.peakRms,
+        dropped: this.dropped,
       });
     }
     if (this.playing && this.queue.length === 0) {
