@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from activities import runtime
 from activities.agent_nodes import llm_node, tool_node
 from activities.auth import close_session, verify_pin
-from activities.speech import speak, transcribe
+from activities.speech import reply_text, speak, transcribe
 from activities.transfer import (
     announce,
     dial_agent,
@@ -37,6 +37,7 @@ ACTIVITIES: list[Callable[..., Any]] = [
     close_session,
     transcribe,
     speak,
+    reply_text,
     llm_node,
     tool_node,
     route_transfer,

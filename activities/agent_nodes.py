@@ -14,7 +14,7 @@ from temporalio import activity
 from activities import runtime
 from convonet import metrics
 from convonet.agent.context import TurnContext
-from convonet.agent.messages import to_dict
+from convonet.agent.messages import text_of, to_dict
 from convonet.agent.tool_result import ToolResult
 from convonet.agent.tool_specs import TOOL_SPECS
 from convonet.db.models import ToolExecution
@@ -38,9 +38,10 @@ async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
     except LlmError as error:
         # Retried by Temporal per the node's retry policy; the message carries no secrets.
         raise RuntimeError(f"LLM {rt.chat_model.name} failed: {error}") from None
+    produced = to_dict(reply)
     if sink is not None:
-        await sink.finish(answered=not reply.tool_calls)
-    return {"messages": [to_dict(reply)]}
+        await sink.finish(answered=not reply.tool_calls, text=text_of(produced).strip())
+    return {"messages": [produced]}
 
 
 class _ReplyTextStream:
@@ -84,25 +85,34 @@ class _ReplyTextStream:
         if not self.engine_timed and self.sentences.push(delta):
             self.engine_timed = True
             figures[self.engine_field] = self._engine_ms(entered)
-        if figures:
-            # Before the text itself, so the figures are there when its audio reaches the edge.
-            await self._record(figures)
-        await self.writer.add({"d": delta})
+        # One round trip; the figures first, so they are there when its audio reaches the edge.
+        await self._write(figures, [{"d": delta}])
         self.writing_s += time.time() - entered
 
-    async def finish(self, answered: bool) -> None:
+    async def finish(self, answered: bool, text: str) -> None:
+        if answered and text and not self.started:
+            await self.write(text)  # an engine that answered without handing text over
+        figures: dict[str, int] = {}
         if not self.engine_timed:
             self.engine_timed = True
-            await self._record({self.engine_field: self._engine_ms(time.time())})
+            figures[self.engine_field] = self._engine_ms(time.time())
         # A step that calls tools may speak a preface; the stream stays open for the answer
-        # after the tools. A step without tool calls is the answer's end.
+        # after the tools. A step without tool calls is the answer's end, unless the whole
+        # turn said nothing: the workflow then apologizes, in the same stream.
+        entries: list[dict[str, bytes | str | int]] = []
         if self.started:
-            await self.writer.add({"d": " "})
-        if answered:
-            await self.writer.add({"end": 1})
+            entries.append({"d": " "})
+        if answered and (self.started or await self.rt.streams.xlen(self.writer.name)):
+            entries.append({"end": 1})
+        await self._write(figures, entries)
 
-    async def _record(self, figures: dict[str, int]) -> None:
-        """The first-token mark keeps its first value (a retry keeps the original)."""
+    async def _write(
+        self, figures: dict[str, int], entries: list[dict[str, bytes | str | int]]
+    ) -> None:
+        """Records figures (the first-token mark keeps its first value, so a retry keeps the
+        original), then appends the entries, in one round trip."""
+        if not figures and not entries:
+            return
         name = streams.key(self.context.conversation_id, self.turn_key, "timing")
         async with self.rt.streams.pipeline(transaction=False) as pipe:
             for field, value in figures.items():
@@ -110,7 +120,10 @@ class _ReplyTextStream:
                     pipe.hsetnx(name, field, value)
                 else:
                     pipe.hset(name, field, value)
-            pipe.expire(name, self.rt.settings.audio_stream_ttl_s)
+            if figures:
+                pipe.expire(name, self.rt.settings.audio_stream_ttl_s)
+            for fields in entries:
+                self.writer.queue(pipe, fields)
             await pipe.execute()
 
 

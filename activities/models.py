@@ -50,6 +50,18 @@ class SpeakInput(BaseModel):
     turn_key: str
     # Fixed text to speak; None means read the reply's text stream as the LLM writes it.
     text: str | None = None
+    # Started when the caller started speaking: the text stream stays silent while they talk
+    # and while the turn waits for the one before, so its silence counts as a stall only
+    # once the reply has begun (without a reply, the workflow closes it or stops the speaker).
+    started_early: bool = False
+
+
+class ReplyTextInput(BaseModel):
+    """A reply the workflow composed itself, for the speaker reading the turn's text stream."""
+
+    conversation_id: str
+    turn_key: str
+    text: str
 
 
 class SpokenSentence(BaseModel):

@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities import runtime
 from activities.models import (
+    ReplyTextInput,
     SpeakInput,
     SpeakResult,
     SpokenSentence,
@@ -33,6 +34,12 @@ from workflows.conversation.models import MAX_TURN_CHARS
 
 READ_BLOCK_MS = 500
 READ_COUNT = 100
+# The transcriber reads a frame or two per read while the caller talks; each heartbeat is a
+# payload conversion and a call into the SDK's core, so it sends one at most this often
+# (the heartbeat timeout is seconds; core sends them to the server even less often).
+HEARTBEAT_EVERY_S = 0.5
+# Reply frames written per round trip (a second of audio).
+FRAMES_PER_WRITE = 50
 # How long a stream may stay silent before the writer is presumed gone.
 STALL_S = 15.0
 
@@ -83,11 +90,16 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
     audio_bytes = 0
     last_id = "0-0"
     idle_since = time.monotonic()
+    beaten_at = 0.0
+    timing = streams.key(request.conversation_id, request.turn_key, "timing")
+    speech_end: asyncio.Task[Any] | None = None
     try:
         finished = False
         while not finished:
             entries = await streams.read(redis, source, last_id, READ_BLOCK_MS, READ_COUNT)
-            activity.heartbeat(_TranscribeProgress(read_to=last_id).model_dump())
+            if time.monotonic() - beaten_at >= HEARTBEAT_EVERY_S:
+                beaten_at = time.monotonic()
+                activity.heartbeat(_TranscribeProgress(read_to=last_id).model_dump())
             if not entries:
                 if time.monotonic() - idle_since > STALL_S:
                     activity.logger.warning("utterance %s stalled; using what arrived", source)
@@ -106,20 +118,29 @@ async def transcribe(request: TranscribeInput) -> TranscribeResult:
                 if interim:
                     await results.add({"type": "interim", "text": interim})
         ended_at = time.time()
+        # The edge marks the end of speech before it writes the end entry; read while the
+        # recognizer finishes, so the final transcript waits on no extra round trip.
+        speech_end = asyncio.ensure_future(redis.hget(timing, marks.SPEECH_END))
         with busy:
             text = await recognition.finish()
     finally:
+        if speech_end is not None and not speech_end.done():
+            speech_end.cancel()
         await recognition.aclose()
     text = " ".join(text.split())[:MAX_TURN_CHARS]
-    await streams.mark(redis, request.conversation_id, request.turn_key, marks.STT_FINAL, ttl)
-    await results.add({"type": "final", "text": text})
     # The recognizer's own share of "end of speech to final transcript": its work after the
     # edge marked the end of speech (or, without that mark, after the end was read).
-    recorded = await streams.marks(redis, request.conversation_id, request.turn_key)
-    speech_end = recorded[marks.SPEECH_END] / 1000 if marks.SPEECH_END in recorded else ended_at
-    await _put_first(
-        request.conversation_id, request.turn_key, {marks.STT_ENGINE: busy.ms_after(speech_end)}
-    )
+    assert speech_end is not None  # the loop above ended without raising
+    edge_end = await speech_end
+    engine_ms = busy.ms_after(int(edge_end) / 1000 if edge_end else ended_at)
+    # One round trip: the figures (first writer wins, so a retry keeps the first attempt's),
+    # then the final transcript, so the marks are there when the edge relays it.
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hsetnx(timing, marks.STT_FINAL, streams.now_ms())
+        pipe.hsetnx(timing, marks.STT_ENGINE, engine_ms)
+        pipe.expire(timing, ttl)
+        results.queue(pipe, {"type": "final", "text": text})
+        await pipe.execute()
     return TranscribeResult(text=text, audio_ms=duration_ms(audio_bytes))
 
 
@@ -139,18 +160,6 @@ class _Busy:
     def ms_after(self, since: float) -> int:
         """Milliseconds of engine work after the epoch second `since`."""
         return round(sum(max(0.0, end - max(start, since)) for start, end in self.spans) * 1000)
-
-
-async def _put_first(conversation_id: str, turn_key: str, values: dict[str, int]) -> None:
-    """Records figures about a turn unless already there: a retried attempt keeps the first
-    attempt's, as it keeps the first attempt's marks."""
-    rt = runtime.current()
-    name = streams.key(conversation_id, turn_key, "timing")
-    async with rt.streams.pipeline(transaction=False) as pipe:
-        for field, value in values.items():
-            pipe.hsetnx(name, field, value)
-        pipe.expire(name, rt.settings.audio_stream_ttl_s)
-        await pipe.execute()
 
 
 class _SpeakProgress(BaseModel):
@@ -178,34 +187,59 @@ class _Speaker:
         self.first_audio = False
         # When the synthesizer was asked for the first sentence (epoch seconds).
         self.synthesis_started: float | None = None
+        # Entries to write before the next audio (the sentence being synthesized).
+        self.pending: list[dict[str, bytes | str | int]] = []
 
     async def say(self, sentence: str) -> None:
         start = self.progress.audio_ms
-        await self.out.add({"sentence": sentence, "ms": start})
+        # The sentence's entry goes out with its first audio, in the same round trip.
+        self.pending = [{"sentence": sentence, "ms": start}]
         if not self.first_audio:
             self.synthesis_started = time.time()
         carry = b""
         async for chunk in self.rt.synthesizer.synthesize(sentence):
             carry += chunk
-            while len(carry) >= FRAME_BYTES:
-                await self._frame(carry[:FRAME_BYTES])
-                carry = carry[FRAME_BYTES:]
+            whole = len(carry) // FRAME_BYTES * FRAME_BYTES
+            if whole:
+                await self._frames(carry[:whole])
+                carry = carry[whole:]
         if carry:
-            await self._frame(carry + b"\x00" * (FRAME_BYTES - len(carry)))
+            await self._frames(carry + b"\x00" * (FRAME_BYTES - len(carry)))
+        if self.pending:  # the sentence made no audio
+            await self._write([])
         self.progress.sentences.append(SpokenSentence(text=sentence, start_ms=start))
         activity.heartbeat(self.progress.model_dump())
 
-    async def _frame(self, pcm: bytes) -> None:
-        if not self.first_audio:
-            self.first_audio = True
-            # Marked before the frame is written, so the edge finds the marks with the frame.
-            # The synthesizer's share of the first audio: asked for the sentence, to a frame.
-            first: dict[str, int] = {marks.FIRST_AUDIO: streams.now_ms()}
-            if self.synthesis_started is not None:
-                first[marks.TTS_ENGINE] = round((time.time() - self.synthesis_started) * 1000)
-            await _put_first(self.request.conversation_id, self.request.turn_key, first)
-        await self.out.add({"pcm": pcm, "ms": self.progress.audio_ms})
-        self.progress.audio_ms += FRAME_MS
+    async def _frames(self, pcm: bytes) -> None:
+        """Writes whole 20 ms frames: the turn's first on its own, so it leaves at once, and
+        the rest in batches, one round trip each rather than one per frame."""
+        frames = [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+        if not self.first_audio and frames:
+            await self._write(frames[:1])
+            frames = frames[1:]
+        for index in range(0, len(frames), FRAMES_PER_WRITE):
+            await self._write(frames[index : index + FRAMES_PER_WRITE])
+
+    async def _write(self, frames: list[bytes]) -> None:
+        async with self.rt.streams.pipeline(transaction=False) as pipe:
+            if frames and not self.first_audio:
+                self.first_audio = True
+                # Marked before the frame is written, so the edge finds the marks with the
+                # frame. The synthesizer's share of the first audio: asked for the sentence,
+                # to a frame.
+                name = streams.key(self.request.conversation_id, self.request.turn_key, "timing")
+                pipe.hsetnx(name, marks.FIRST_AUDIO, streams.now_ms())
+                if self.synthesis_started is not None:
+                    engine = round((time.time() - self.synthesis_started) * 1000)
+                    pipe.hsetnx(name, marks.TTS_ENGINE, engine)
+                pipe.expire(name, self.rt.settings.audio_stream_ttl_s)
+            for fields in self.pending:
+                self.out.queue(pipe, fields)
+            self.pending = []
+            for frame in frames:
+                self.out.queue(pipe, {"pcm": frame, "ms": self.progress.audio_ms})
+                self.progress.audio_ms += FRAME_MS
+            await pipe.execute()
 
     async def finish(self, interrupted: bool) -> SpeakResult:
         fields: dict[str, bytes | str | int] = {"end": 1, "ms": self.progress.audio_ms}
@@ -249,6 +283,7 @@ async def _speak_stream(speaker: _Speaker, progress: _SpeakProgress) -> None:
     buffer = SentenceBuffer()
     # A retry rebuilds the sentences consumed so far and speaks only those not yet spoken.
     pending = buffer.push(progress.consumed)[len(progress.sentences) :]
+    waiting = request.started_early and progress.text_offset == "0-0"
     idle_since = time.monotonic()
     while True:
         for sentence in pending:
@@ -259,10 +294,11 @@ async def _speak_stream(speaker: _Speaker, progress: _SpeakProgress) -> None:
         )
         activity.heartbeat(progress.model_dump())
         if not entries:
-            if time.monotonic() - idle_since > STALL_S:
+            if not waiting and time.monotonic() - idle_since > STALL_S:
                 activity.logger.warning("reply text %s stalled; speaking what arrived", source)
                 break
             continue
+        waiting = False
         idle_since = time.monotonic()
         ended = False
         for entry_id, fields in entries:
@@ -278,3 +314,24 @@ async def _speak_stream(speaker: _Speaker, progress: _SpeakProgress) -> None:
             for sentence in pending:
                 await speaker.say(sentence)
             return
+
+
+@activity.defn
+async def reply_text(request: ReplyTextInput) -> None:
+    """Hands the speaker waiting on a turn's text stream a reply the workflow composed itself
+    (an apology, where a transfer stands) and closes the stream.
+
+    A stream already closed is left alone, and the text and its end are written together, so
+    a retry never says it twice.
+    """
+    rt = runtime.current()
+    name = streams.key(request.conversation_id, request.turn_key, "text")
+    last: Any = await rt.streams.xrevrange(name, count=1)
+    if last and b"end" in last[0][1]:
+        return
+    writer = streams.StreamWriter(rt.streams, name, rt.settings.audio_stream_ttl_s)
+    async with rt.streams.pipeline(transaction=True) as pipe:
+        # The leading space keeps it apart from any words of an answer cut short.
+        writer.queue(pipe, {"d": f" {request.text}"})
+        writer.queue(pipe, {"end": 1})
+        await pipe.execute()

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -172,13 +173,14 @@ class AudioIngest:
         if self.writer is None or self.turn_key is None:
             return
         ended_at = streams.now_ms()
-        await self.writer.add({"end": 1})
-        await streams.put_marks(
-            self.redis,
-            self.conversation_id,
-            self.turn_key,
-            {marks.SPEECH_END: ended_at, marks.LAST_VOICE: ended_at - trailing_silence_ms},
-            self.settings.audio_stream_ttl_s,
-        )
+        last_voice = ended_at - trailing_silence_ms
+        figures: Any = {marks.SPEECH_END: ended_at, marks.LAST_VOICE: last_voice}
+        timing = streams.key(self.conversation_id, self.turn_key, "timing")
+        # One round trip, the marks first: the transcriber finds them when it reads the end.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(timing, mapping=figures)
+            pipe.expire(timing, self.settings.audio_stream_ttl_s)
+            self.writer.queue(pipe, {"end": 1})
+            await pipe.execute()
         turn_key, self.turn_key, self.writer = self.turn_key, None, None
         await self.on_end(turn_key)

@@ -58,10 +58,21 @@ class StreamWriter:
             await self.redis.xadd(self.name, values, maxlen=MAX_STREAM_LEN, approximate=True)
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self.name, values, maxlen=MAX_STREAM_LEN, approximate=True)
+            self.queue(pipe, fields)
+            try:
+                await pipe.execute()
+            except BaseException:
+                self._expiry_set = False  # the next write sets it again
+                raise
+
+    def queue(self, pipe: Any, fields: dict[str, bytes | str | int]) -> None:
+        """Queues the entry on `pipe` (a pipeline the caller executes), so it travels in
+        the same round trip as the caller's other commands."""
+        values: Any = fields
+        pipe.xadd(self.name, values, maxlen=MAX_STREAM_LEN, approximate=True)
+        if not self._expiry_set:
             pipe.expire(self.name, self.ttl_s)
-            await pipe.execute()
-        self._expiry_set = True
+            self._expiry_set = True
 
 
 async def mark(

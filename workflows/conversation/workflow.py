@@ -22,12 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import (
         CloseSessionInput,
         PinOutcome,
+        ReplyTextInput,
         SpeakInput,
         SpeakResult,
         TranscribeInput,
         VerifyPinInput,
     )
-    from activities.speech import speak, transcribe
+    from activities.speech import reply_text, speak, transcribe
     from activities.transfer import AnnounceInput, announce
     from convonet import search_attributes as sa
     from workflows.agent_graph import GRAPH_NAME
@@ -63,6 +64,17 @@ with workflow.unsafe.imports_passed_through():
 RECURSION_LIMIT = 12
 SORRY = "Sorry, I'm having trouble right now. Please try again in a moment."
 SPEAK_TIMEOUT = timedelta(seconds=120)
+TRANSCRIBE_TIMEOUT = timedelta(minutes=3)
+# Voice turns start their speaker when the caller starts talking, not when the answer is
+# being worked out: the speaker is then already waiting on the reply's text stream when
+# the LLM writes its first words. Started in `_run_turn`, its start would only reach the
+# server once the workflow task that runs the agent's local activities completed, after
+# the whole answer. Conversations whose turns started before keep the old order.
+SPEAK_AT_SPEECH_START_PATCH = "speak-at-speech-start"
+# Such a speaker first waits for the utterance to be transcribed.
+EARLY_SPEAK_TIMEOUT = SPEAK_TIMEOUT + TRANSCRIBE_TIMEOUT
+# The turn of a speaker started before its turn had a number.
+NO_TURN_YET = -1
 # Heartbeats carry the stream offsets; a dead worker's attempt is retried this soon.
 SPEECH_HEARTBEAT = timedelta(seconds=3)
 SPEECH_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=200))
@@ -254,23 +266,32 @@ class ConversationWorkflow:
         self._interrupt_speaking()  # new speech is a barge-in on any reply still playing
         caller = self._s.caller
         assert caller is not None  # the validator only admits turns after login
-        heard = await workflow.execute_activity(
+        early = workflow.patched(SPEAK_AT_SPEECH_START_PATCH)
+        transcribing = workflow.start_activity(
             transcribe,
             TranscribeInput(
                 conversation_id=self._input.conversation_id,
                 turn_key=request.turn_key,
                 user_id=caller.user_id,
             ),
-            start_to_close_timeout=timedelta(minutes=3),
+            start_to_close_timeout=TRANSCRIBE_TIMEOUT,
             heartbeat_timeout=SPEECH_HEARTBEAT,
             retry_policy=SPEECH_RETRY,
             summary=f"transcribe {request.turn_key}",
         )
+        if early:
+            self._start_speaking(NO_TURN_YET, request.turn_key, started_early=True)
+        try:
+            heard = await transcribing
+        except BaseException:
+            self._stop_speaking(request.turn_key)
+            raise
         self._touch()
         async with self._turn_lock:
             text = heard.text.strip()
             if not text or self._s.state not in _TURN_STATES:
                 # Noise, or the call moved on while the caller spoke: nothing to answer.
+                self._stop_speaking(request.turn_key)
                 return TurnResult(
                     turn=self._s.turn,
                     user_text="",
@@ -279,7 +300,7 @@ class ConversationWorkflow:
                     state=self._s.state,
                     transfer=self._s.transfer,
                 )
-            return await self._run_turn(text, request.turn_key)
+            return await self._run_turn(text, request.turn_key, speaking_started=early)
 
     @voice_turn.validator
     def _validate_voice_turn(self, request: VoiceTurnRequest) -> None:
@@ -343,14 +364,22 @@ class ConversationWorkflow:
 
     # ---- the agent turn ---------------------------------------------------------------
 
-    async def _run_turn(self, text: str, speak_key: str | None = None) -> TurnResult:
+    async def _run_turn(
+        self, text: str, speak_key: str | None = None, speaking_started: bool = False
+    ) -> TurnResult:
+        """`speaking_started`: the turn's speaker was started with the caller's speech (it
+        may since have been stopped by a barge-in); it reads the reply's text stream."""
         caller = self._s.caller
         assert caller is not None  # the validator only admits turns after login
         self._s.turn += 1
         turn = self._s.turn
         self._note("user", text)
+        if speak_key and speaking_started:
+            speaking = self._speaking
+            if speaking is not None and speaking.turn_key == speak_key:
+                speaking.turn = turn
         if self._s.state == ConversationState.TRANSFERRING:
-            return self._answer_with_transfer_status(text, speak_key)
+            return await self._answer_with_transfer_status(text, speak_key, speaking_started)
         workflow.set_current_details(f"**{caller.name}**, turn {turn}: “{text[:80]}”")
         human = {"type": "human", "content": text}
         context = {
@@ -364,7 +393,7 @@ class ConversationWorkflow:
             "speak_key": speak_key,
             "last_failed_department": self._s.last_failed_department,
         }
-        if speak_key:
+        if speak_key and not speaking_started:
             self._start_speaking(turn, speak_key)
         try:
             output = await self._agent.ainvoke(
@@ -378,7 +407,10 @@ class ConversationWorkflow:
         reply, calls = _digest(produced)
         if not reply:
             reply = SORRY
-            if speak_key:
+            if speak_key and speaking_started:
+                # The LLM step never closed the text stream: the speaker says the apology.
+                await self._say_in_stream(speak_key, SORRY)
+            elif speak_key:
                 # The LLM step never closed the text stream: speak the apology instead.
                 self._interrupt_speaking()
                 self._start_speaking(turn, speak_key, text=SORRY)
@@ -402,7 +434,9 @@ class ConversationWorkflow:
             transfer=self._s.transfer,
         )
 
-    def _answer_with_transfer_status(self, text: str, speak_key: str | None) -> TurnResult:
+    async def _answer_with_transfer_status(
+        self, text: str, speak_key: str | None, speaking_started: bool = False
+    ) -> TurnResult:
         """One transfer at a time: while it runs, the caller hears where it is."""
         transfer = self._s.transfer
         assert transfer is not None
@@ -411,9 +445,11 @@ class ConversationWorkflow:
             department=transfer.department, agent=transfer.agent_name or "an agent"
         )
         reply = f"{reply[0].upper()}{reply[1:]} Please hold on."
-        if speak_key:
-            self._start_speaking(self._s.turn, speak_key, text=reply)
         self._note("assistant", reply)
+        if speak_key and speaking_started:
+            await self._say_in_stream(speak_key, reply)
+        elif speak_key:
+            self._start_speaking(self._s.turn, speak_key, text=reply)
         return TurnResult(
             turn=self._s.turn,
             user_text=text,
@@ -555,11 +591,22 @@ class ConversationWorkflow:
 
     # ---- speaking ---------------------------------------------------------------------
 
-    def _start_speaking(self, turn: int, turn_key: str, text: str | None = None) -> None:
+    def _start_speaking(
+        self,
+        turn: int,
+        turn_key: str,
+        text: str | None = None,
+        started_early: bool = False,
+    ) -> None:
         handle = workflow.start_activity(
             speak,
-            SpeakInput(conversation_id=self._input.conversation_id, turn_key=turn_key, text=text),
-            start_to_close_timeout=SPEAK_TIMEOUT,
+            SpeakInput(
+                conversation_id=self._input.conversation_id,
+                turn_key=turn_key,
+                text=text,
+                started_early=started_early,
+            ),
+            start_to_close_timeout=EARLY_SPEAK_TIMEOUT if started_early else SPEAK_TIMEOUT,
             heartbeat_timeout=SPEECH_HEARTBEAT,
             retry_policy=SPEECH_RETRY,
             # A barge-in cancels; the activity then reports what it had spoken.
@@ -585,6 +632,29 @@ class ConversationWorkflow:
     def _interrupt_speaking(self) -> None:
         if self._speaking is not None:
             self._speaking.handle.cancel()
+
+    def _stop_speaking(self, turn_key: str) -> None:
+        """Stops the speaker of `turn_key` if it is still the one speaking."""
+        if self._speaking is not None and self._speaking.turn_key == turn_key:
+            self._speaking.handle.cancel()
+
+    async def _say_in_stream(self, turn_key: str, text: str) -> None:
+        """Has the speaker already reading the turn's text stream say `text`."""
+        if self._speaking is None or self._speaking.turn_key != turn_key:
+            return  # a barge-in stopped it: nobody is listening for this reply
+        try:
+            await workflow.execute_local_activity(
+                reply_text,
+                ReplyTextInput(
+                    conversation_id=self._input.conversation_id, turn_key=turn_key, text=text
+                ),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="reply text",
+            )
+        except Exception as error:  # the reply stands in the transcript; speech may fail
+            workflow.logger.warning("reply for %s not spoken: %s", turn_key, error)
+            self._stop_speaking(turn_key)
 
     def _record_spoken(self, speaking: _Speaking, result: SpeakResult) -> None:
         heard: str | None = None

@@ -46,8 +46,11 @@ _SPEECH_CEPSTRAL_MEAN = "55,-7.5,-4.6,3.8,-9.4,-1.3,-3.7,-7.7,-3.8,-2.6,1.1,-2.8
 # When an utterance ends with its cepstral mean this far (Euclidean) from where decoding
 # started (a new microphone, a new level, a cold start), the live pass was decoded under the
 # wrong normalization: the utterance is decoded once more with the mean it has now taught
-# us. A steady caller drifts less than this and never pays for the second pass.
+# us. A steady caller drifts less than this and never pays for the decoding again.
 _CMN_DRIFT = 4.0
+# The flat pass's beam (pocketsphinx's default 1e-64): narrower, it takes a fifth less CPU
+# with the same word errors on the commands, in several voices and levels.
+_FLAT_BEAM = 1e-40
 _NOT_WORDS = re.compile(r"^[<\[].*[>\]]$")
 
 
@@ -71,11 +74,15 @@ class _DecoderPool:
             return Decoder(
                 lm=str(lm_path),
                 dict=str(dictionary_path(lm_path)),
-                # The flat second pass costs 30-40 % more CPU (real-time factor ~0.06 to
-                # ~0.08) but, with the domain model weighted above the default 6.5, keeps
-                # audio dulled by a browser's resampling on in-domain phrases ("buy milk",
-                # not "buy real") and takes en-gb commands from 17 % to about 10 % errors.
+                # One flat-lexicon pass, run live as the audio arrives, and no tree pass.
+                # The domain dictionary is small (a few hundred words), so the flat search
+                # costs no more than tree + flat did (real-time factor ~0.07 against ~0.09)
+                # and hears better (commands 8.7 % -> 3.9 % word errors); above all, the
+                # flat pass no longer runs over the whole utterance after its end, which
+                # took ~70 ms of the final transcript's time for 3 s of audio (now ~5).
+                fwdtree=False,
                 fwdflat=True,
+                fwdflatbeam=_FLAT_BEAM,
                 lw=LANGUAGE_WEIGHT,
                 cmninit=cepstral_mean,
                 loglevel="FATAL",
