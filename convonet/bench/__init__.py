@@ -1,4 +1,4 @@
-"""`convonet bench`: measurements of a running Convonet (latency today; load and bridge later).
+"""`convonet bench`: measurements of a running Convonet: latency, load and the bridge.
 
 Each bench is a subcommand of the typer app in `convonet.bench.cli`, which `convonet.cli`
 mounts as `convonet bench`.
