@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +62,19 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     )
 
 
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """The worker, polling while the block runs; afterwards the engines' processes and
+    connections are released, so a process that runs one worker after another (tests, the
+    benches) keeps none of them."""
+    worker = build_worker(client, settings)
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await runtime.shutdown()
+
+
 def serve_metrics(settings: Settings) -> Callable[[], None] | None:
     """Serves this process's metrics (tool timings) for Prometheus; returns how to stop.
 
@@ -87,7 +101,6 @@ def serve_metrics(settings: Settings) -> Callable[[], None] | None:
 
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings, with_agent_plugin=True)
-    worker = build_worker(client, settings)
     stop_metrics = serve_metrics(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,7 +112,7 @@ async def run_worker(settings: Settings) -> None:
         settings.temporal_address,
     )
     try:
-        async with worker:
+        async with running_worker(client, settings):
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities")
     finally:

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     deepgram_stt_model: str = "nova-3"
     deepgram_tts_model: str = "aura-2-thalia-en"
     deepgram_endpointing_ms: int = Field(300, ge=10, le=5000)
+    # Processes decoding speech with pocketsphinx; 0 means one per CPU core.
+    pocketsphinx_processes: int = Field(0, ge=0, le=64)
     espeak_voice: str = "en-us"
     espeak_speed_wpm: int = Field(175, ge=80, le=450)
 

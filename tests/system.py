@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowHistory
 from api.app import create_app
 from convonet.settings import Settings
 from convonet.temporal_client import connect
-from worker import build_worker
+from worker import running_worker
 
 
 def free_port() -> int:
@@ -66,7 +66,7 @@ async def running_system(
     client = await connect(settings, with_agent_plugin=True)
     async with run_api(settings, port) as url:
         if with_worker:
-            async with build_worker(client, settings):
+            async with running_worker(client, settings):
                 yield RunningSystem(settings, client, url)
         else:
             yield RunningSystem(settings, client, url)

@@ -145,6 +145,7 @@ class DirectEngines:
 
     async def aclose(self) -> None:
         await self.synthesizer.aclose()
+        await self.recognizer.aclose()
 
 
 @dataclass

@@ -40,7 +40,7 @@ def bench_task_queue(settings: Settings) -> str:
 async def in_process_system(settings: Settings) -> AsyncIterator[InProcessSystem]:
     """Runs API and worker with `settings` (their public address filled in) until exit."""
     from api.app import create_app
-    from worker import build_worker
+    from worker import running_worker
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -65,7 +65,7 @@ async def in_process_system(settings: Settings) -> AsyncIterator[InProcessSystem
             if time.monotonic() - started > START_TIMEOUT_S:
                 raise TimeoutError("the in-process API did not start")
             await asyncio.sleep(0.02)
-        async with build_worker(client, settings):
+        async with running_worker(client, settings):
             yield InProcessSystem(settings, client, url)
     finally:
         server.should_exit = True

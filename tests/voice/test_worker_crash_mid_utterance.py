@@ -18,7 +18,7 @@ from convonet.temporal_client import connect
 from tests.conversation.test_worker_crash import _worker_process
 from tests.speech_samples import speak
 from tests.system import run_api
-from worker import build_worker
+from worker import running_worker
 
 
 async def test_worker_killed_mid_utterance_loses_nothing(settings: Settings) -> None:
@@ -42,7 +42,7 @@ async def test_worker_killed_mid_utterance_loses_nothing(settings: Settings) -> 
             await caller.stream(utterance[half:])
 
             client = await connect(settings, with_agent_plugin=True)
-            async with build_worker(client, settings):
+            async with running_worker(client, settings):
                 reply = await caller.wait_for("reply", turn_key=key, timeout=60)
                 await caller.wait_for("audio_done", turn_key=key, timeout=30)
             await caller.close()

@@ -45,3 +45,6 @@ class SpeechRecognizer(ABC):
     @abstractmethod
     async def open(self, vocabulary: Vocabulary) -> RecognitionStream:
         """Starts transcribing one utterance with the caller's vocabulary."""
+
+    async def aclose(self) -> None:  # noqa: B027 - engines holding nothing need nothing
+        """Releases what the engine holds (processes, connections); safe to call twice."""

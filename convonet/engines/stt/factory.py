@@ -15,4 +15,4 @@ def speech_recognizer(settings: Settings) -> SpeechRecognizer:
         return DeepgramRecognizer(settings)
     from convonet.engines.stt.pocketsphinx import PocketsphinxRecognizer
 
-    return PocketsphinxRecognizer(settings.data_dir / "speech")
+    return PocketsphinxRecognizer(settings.data_dir / "speech", settings.pocketsphinx_processes)

@@ -1,138 +1,116 @@
 """Offline speech recognition with pocketsphinx and the assistant's own language model.
 
-Decoders are kept warm: each is bound to one language model (convonet.engines.stt.domain_lm)
-and, between utterances, waits in a pool keyed by that model's digest. A stream checks one
-out for its utterance and hands it back when done, so a decoder never serves two
-utterances at once; when every decoder of a model is busy a new one is made (about 20 ms
-and 7 MB). Decoder calls run in worker threads under the stream's lock, so a cancelled
-`feed` can never overlap the `finish` or `aclose` that follows it.
+Decoding runs in decoder processes of the engine's own (convonet.engines.stt.
+pocketsphinx_decoding says why: pocketsphinx holds the GIL while it decodes). Each stream
+stays on one process for its whole utterance, the one with the fewest utterances under way
+when it opened, so a machine's cores decode side by side while the caller's process only
+buffers audio and passes it on. A process runs its calls in order, one at a time, so a
+cancelled `feed` can never overlap the `finish` or `aclose` that follows it.
 
-A decoder normalizes features by a running cepstral mean that it learns from the audio it
-has heard. Started from pocketsphinx's default mean, a fresh decoder mishears its first
-utterance badly (38 % word errors against 6 % once warm). So new decoders start from the
-mean of the most recently finished utterance, and the very first from a mean measured on
-ordinary-level speech, which brings a cold first utterance to 6-10 % even 10 dB quieter.
+A decoder process that dies fails the utterances it held with `SttError` (the activity's
+retry re-reads the utterance) and is replaced at the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-import threading
-from collections import OrderedDict
+import itertools
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any, TypeVar
 
-import numpy as np
-from pocketsphinx import Decoder
-
+from convonet.engines.stt import pocketsphinx_decoding as decoding
 from convonet.engines.stt.base import RecognitionStream, SpeechRecognizer, SttError, Vocabulary
-from convonet.engines.stt.domain_lm import build_language_model, dictionary_path
+from convonet.engines.stt.domain_lm import build_language_model
 from convonet.speech.audio import SAMPLE_BYTES, SAMPLE_RATE
 
-# Idle decoders kept across all models, least recently used dropped first.
-_POOL_LIMIT = 8
-# Audio is decoded, and interim text looked at, once this much has arrived.
-_BATCH_BYTES = SAMPLE_RATE * SAMPLE_BYTES // 5  # 200 ms
-# Pocketsphinx mishears clean audio whose pauses are digital silence (synthetic speech, or
-# a browser's noise suppression): its feature normalization expects a microphone's hiss.
-# Adding a fixed, faint noise floor took synthetic commands from 19-34 % word errors to
-# 4-11 %. At -41 dBFS it also evens out small differences of the browser's capture path
-# (at -50 dBFS, "buy milk" heard through Chromium often came out as "buy real").
-LANGUAGE_WEIGHT = 12.0
-_NOISE_FLOOR = np.random.default_rng(0).normal(0.0, 300.0, SAMPLE_RATE).astype(np.int32)
-# The cepstral mean after 20 commands each in six eSpeak voices (male and female, US, UK
-# and Scottish) at -20 dBFS: a far better start than pocketsphinx's "40,3,-1".
-_SPEECH_CEPSTRAL_MEAN = "55,-7.5,-4.6,3.8,-9.4,-1.3,-3.7,-7.7,-3.8,-2.6,1.1,-2.8,-1.9"
-# When an utterance ends with its cepstral mean this far (Euclidean) from where decoding
-# started (a new microphone, a new level, a cold start), the live pass was decoded under the
-# wrong normalization: the utterance is decoded once more with the mean it has now taught
-# us. A steady caller drifts less than this and never pays for the decoding again.
-_CMN_DRIFT = 4.0
-# The flat pass's beam (pocketsphinx's default 1e-64): narrower, it takes a fifth less CPU
-# with the same word errors on the commands, in several voices and levels.
-_FLAT_BEAM = 1e-40
-_NOT_WORDS = re.compile(r"^[<\[].*[>\]]$")
+# Audio is decoded, and interim text looked at, once this much has arrived: one hop to
+# the decoder process per 200 ms of speech instead of one per 20 ms frame.
+_BATCH_BYTES = SAMPLE_RATE * SAMPLE_BYTES // 5
+T = TypeVar("T")
 
 
-class _DecoderPool:
-    """Idle decoders by language-model digest, and the latest cepstral mean."""
+class _DecoderProcess:
+    """One decoder process, started on first use and again after it died."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._idle: OrderedDict[str, list[Decoder]] = OrderedDict()
-        self._cepstral_mean = _SPEECH_CEPSTRAL_MEAN
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self.streams = 0  # utterances under way on it
 
-    def take(self, digest: str, lm_path: Path) -> Decoder:
-        with self._lock:
-            idle = self._idle.get(digest)
-            if idle:
-                self._idle.move_to_end(digest)
-                return idle.pop()
-            cepstral_mean = self._cepstral_mean
-        try:
-            return Decoder(
-                lm=str(lm_path),
-                dict=str(dictionary_path(lm_path)),
-                # One flat-lexicon pass, run live as the audio arrives, and no tree pass.
-                # The domain dictionary is small (a few hundred words), so the flat search
-                # costs no more than tree + flat did (real-time factor ~0.07 against ~0.09)
-                # and hears better (commands 8.7 % -> 3.9 % word errors); above all, the
-                # flat pass no longer runs over the whole utterance after its end, which
-                # took ~70 ms of the final transcript's time for 3 s of audio (now ~5).
-                fwdtree=False,
-                fwdflat=True,
-                fwdflatbeam=_FLAT_BEAM,
-                lw=LANGUAGE_WEIGHT,
-                cmninit=cepstral_mean,
-                loglevel="FATAL",
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        executor = self._executor
+        if executor is None:
+            # Spawned, not forked: the caller's process runs threads (Temporal's core, the
+            # event loop's executors) that a fork would copy in whatever state they were.
+            executor = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=decoding.serve,
+                initargs=(os.getpid(),),
             )
-        except (RuntimeError, ValueError) as error:
-            raise SttError(f"pocketsphinx could not load {lm_path.name}: {error}") from error
+            self._executor = executor
+        try:
+            # Shielded: once submitted, a call runs even if its caller is cancelled, so a
+            # cancelled `aclose` still hands the decoder back.
+            return await asyncio.shield(asyncio.wrap_future(executor.submit(function, *args)))
+        except BrokenProcessPool:
+            if self._executor is executor:
+                self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise SttError("the pocketsphinx decoder process stopped") from None
 
-    def give_back(self, digest: str, decoder: Decoder) -> None:
-        """Pools a decoder whose utterance has ended."""
-        cepstral_mean = decoder.get_cmn()
-        with self._lock:
-            self._cepstral_mean = cepstral_mean
-            self._idle.setdefault(digest, []).append(decoder)
-            self._idle.move_to_end(digest)
-            while sum(len(d) for d in self._idle.values()) > self.limit:
-                oldest = next(iter(self._idle))
-                self._idle[oldest].pop(0)
-                if not self._idle[oldest]:
-                    del self._idle[oldest]
+    def forget(self, stream_id: int) -> None:
+        """Drops an utterance whose start may or may not have run, without waiting."""
+        if self._executor is not None:
+            try:
+                self._executor.submit(decoding.end, stream_id, None)
+            except (BrokenProcessPool, RuntimeError):
+                pass  # the process is gone, and the utterance with it
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 class _PocketsphinxStream(RecognitionStream):
-    """Audio is decoded in 200 ms batches: one thread hop and one look at the hypothesis per
-    batch instead of per 20 ms frame."""
-
-    def __init__(self, pool: _DecoderPool, digest: str, decoder: Decoder) -> None:
-        self._pool = pool
-        self._digest = digest
-        self._decoder: Decoder | None = decoder
-        self._lock = threading.Lock()
+    def __init__(self, process: _DecoderProcess, stream_id: int) -> None:
+        self._process = process
+        self._id = stream_id
         self._buffer = b""
-        self._noise_at = 0
-        self._interim = ""
-        self._heard = bytearray()
-        self._started_cmn = _coefficients(decoder.get_cmn())
+        self._open = True
 
     async def feed(self, pcm: bytes) -> str | None:
-        if self._decoder is None:
+        if not self._open:
             raise SttError("the utterance has already ended")
         self._buffer += pcm
         if len(self._buffer) < _BATCH_BYTES:
             return None
-        return await asyncio.to_thread(self._decode, self._take_buffer())
+        return await self._process.call(decoding.decode, self._id, self._take_buffer())
 
     async def finish(self) -> str:
-        return await asyncio.to_thread(self._end, self._take_buffer())
+        if not self._open:
+            raise SttError("the utterance has already ended")
+        self._release()
+        return await self._process.call(decoding.end, self._id, self._take_buffer())
 
     async def aclose(self) -> None:
         self._buffer = b""
-        await asyncio.to_thread(self._end, None)
+        if not self._open:
+            return
+        self._release()
+        try:
+            await self._process.call(decoding.end, self._id, None)
+        except SttError:
+            pass  # the process died with the utterance: nothing is left to release
+
+    def _release(self) -> None:
+        self._open = False
+        self._process.streams -= 1
 
     def _take_buffer(self) -> bytes:
         """The buffered whole samples; an odd trailing byte waits for the rest of its sample."""
@@ -140,93 +118,34 @@ class _PocketsphinxStream(RecognitionStream):
         batch, self._buffer = self._buffer[:whole], self._buffer[whole:]
         return batch
 
-    def _decode(self, pcm: bytes) -> str | None:
-        with self._lock:
-            if self._decoder is None:
-                raise SttError("the utterance has already ended")
-            try:
-                self._process(self._decoder, pcm)
-            except RuntimeError as error:
-                raise SttError(f"pocketsphinx failed: {error}") from error
-            text = _text(self._decoder)
-            if not text or text == self._interim:
-                return None
-            self._interim = text
-            return text
-
-    def _end(self, last: bytes | None) -> str:
-        """Ends the utterance: with its last audio for the final text, or None to drop it."""
-        with self._lock:
-            decoder, self._decoder = self._decoder, None
-            if decoder is None:
-                if last is not None:
-                    raise SttError("the utterance has already ended")
-                return ""
-            try:
-                if last:
-                    self._process(decoder, last)
-                decoder.end_utt()
-                if last is not None and self._drifted(decoder):
-                    self._redecode(decoder)
-            except RuntimeError as error:
-                if last is not None:
-                    raise SttError(f"pocketsphinx failed: {error}") from error
-                return ""  # a broken decoder is dropped, never pooled
-            text = _text(decoder) if last is not None else ""
-            self._pool.give_back(self._digest, decoder)
-            return text
-
-    def _process(self, decoder: Decoder, pcm: bytes) -> None:
-        self._heard += pcm
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
-        noise = _NOISE_FLOOR.take(np.arange(samples.size) + self._noise_at, mode="wrap")
-        self._noise_at = (self._noise_at + samples.size) % _NOISE_FLOOR.size
-        noisy = np.clip(samples + noise, -32768, 32767).astype("<i2")
-        decoder.process_raw(noisy.tobytes(), False, False)
-
-    def _drifted(self, decoder: Decoder) -> bool:
-        now = _coefficients(decoder.get_cmn())
-        return float(np.linalg.norm(now - self._started_cmn)) > _CMN_DRIFT
-
-    def _redecode(self, decoder: Decoder) -> None:
-        audio, self._heard = bytes(self._heard), bytearray()
-        self._noise_at = 0
-        decoder.start_utt()
-        self._process(decoder, audio)
-        decoder.end_utt()
-
-
-def _coefficients(cepstral_mean: str) -> np.ndarray:
-    return np.array([float(value) for value in cepstral_mean.split(",")])
-
-
-def _text(decoder: Decoder) -> str:
-    """The current hypothesis as plain lower-case words."""
-    hypothesis = decoder.hyp()
-    if hypothesis is None:
-        return ""
-    words = (w.split("(", 1)[0] for w in hypothesis.hypstr.lower().split())
-    return " ".join(w for w in words if w and not _NOT_WORDS.match(w))
-
 
 class PocketsphinxRecognizer(SpeechRecognizer):
-    """Local speech-to-text: no network, no key; language models live under `cache_dir`."""
+    """Local speech-to-text: no network, no key; language models live under `cache_dir`.
+
+    `processes` decoder processes (0: one per CPU core) start as utterances need them."""
 
     name = "pocketsphinx"
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, processes: int = 0) -> None:
         self.cache_dir = cache_dir
-        self._pool = _DecoderPool(_POOL_LIMIT)
+        count = processes or os.cpu_count() or 1
+        self._processes = [_DecoderProcess() for _ in range(count)]
+        self._ids = itertools.count()
 
     async def open(self, vocabulary: Vocabulary) -> RecognitionStream:
         lm_path = await asyncio.to_thread(build_language_model, vocabulary, self.cache_dir)
-        return await asyncio.to_thread(self._start, lm_path)
-
-    def _start(self, lm_path: Path) -> RecognitionStream:
-        digest = lm_path.stem
-        decoder = self._pool.take(digest, lm_path)
+        process = min(self._processes, key=lambda candidate: candidate.streams)
+        stream_id = next(self._ids)
+        process.streams += 1
         try:
-            decoder.start_utt()
-        except RuntimeError as error:
-            raise SttError(f"pocketsphinx failed: {error}") from error
-        return _PocketsphinxStream(self._pool, digest, decoder)
+            await process.call(decoding.start, stream_id, str(lm_path))
+        except BaseException:
+            process.streams -= 1
+            process.forget(stream_id)
+            raise
+        return _PocketsphinxStream(process, stream_id)
+
+    async def aclose(self) -> None:
+        """Stops the decoder processes (they also end when this process ends)."""
+        for process in self._processes:
+            process.close()
