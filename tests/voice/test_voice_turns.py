@@ -158,8 +158,10 @@ async def test_barge_in_stops_the_reply_and_records_what_was_heard(settings: Set
         await caller.wait_for("timings", turn_key=key)  # the reply is playing
         ack = await caller.request("barge_in", {"turn_key": key, "played_ms": 700})
         assert ack["ok"]
-        done = await caller.wait_for("audio_done", turn_key=key)
-        assert done["interrupted"] is True
+        # Synthesis runs ahead of playback: the speaker has often written the whole reply
+        # (and the edge relayed it) before the page interrupts, so the heard part must be
+        # recorded either way; `interrupted` only says whether audio was still on its way.
+        await caller.wait_for("audio_done", turn_key=key)
         handle = system.client.get_workflow_handle(workflow_id_for(status["conversation_id"]))
         for _ in range(100):
             transcript = await handle.query("transcript")

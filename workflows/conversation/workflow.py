@@ -119,6 +119,9 @@ class ConversationWorkflow:
         self._turn_lock = asyncio.Lock()
         self._published: tuple[str, bool, str, str] | None = None
         self._speaking: _Speaking | None = None
+        # The reply spoken last and what its speaker reported: synthesis runs far ahead of
+        # playback, so a barge-in usually arrives after the speaker has finished.
+        self._spoken: tuple[_Speaking, SpeakResult] | None = None
         self._transfer_task: asyncio.Task[None] | None = None
         self._child: workflow.ChildWorkflowHandle[TransferWorkflow, TransferProgress] | None = None
         self._agent = graph(GRAPH_NAME).compile()
@@ -326,6 +329,13 @@ class ConversationWorkflow:
         if speaking is not None and speaking.turn_key == request.turn_key:
             speaking.played_ms = request.played_ms
             self._interrupt_speaking()
+            return
+        spoken = self._spoken
+        if spoken is not None and spoken[0].turn_key == request.turn_key:
+            finished, result = spoken
+            if finished.played_ms is None:
+                finished.played_ms = request.played_ms
+                self._record_spoken(finished, result)
 
     @workflow.signal
     def hang_up(self) -> None:
@@ -627,6 +637,7 @@ class ConversationWorkflow:
             if self._speaking is speaking:
                 self._speaking = None
         if result is not None:
+            self._spoken = (speaking, result)
             self._record_spoken(speaking, result)
 
     def _interrupt_speaking(self) -> None:
