@@ -35,6 +35,9 @@ class Target:
     roles: list[str]
     name: str
     cmdline: str
+    # Helper processes it started (multiprocessing children, such as the worker's speech
+    # decoders), counted in its CPU and memory: the most seen at once.
+    helpers: int = 0
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -242,12 +245,17 @@ class Sample:
 
 
 class _Reader:
-    """CPU time and RSS of one process."""
+    """CPU time and RSS of one process and of the helper processes it started."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.process = psutil.Process(pid) if psutil is not None else None
         self.last: tuple[float, float] | None = None  # (wall, cpu seconds)
+        # Each helper's CPU seconds at the previous read: one that comes or goes between
+        # reads is counted from its first read to its last.
+        self.helper_cpu: dict[int, float] = {}
+        self.helpers = 0
+        self.helper_seconds = 0.0  # CPU of helpers since the first read
 
     def read(self) -> tuple[float, int] | None:
         now = time.monotonic()
@@ -256,6 +264,8 @@ class _Reader:
                 times = self.process.cpu_times()
                 cpu = times.user + times.system
                 rss = int(self.process.memory_info().rss)
+                rss += self._read_helpers()
+                cpu += self.helper_seconds
             else:
                 cpu, rss = _proc_cpu_rss(self.pid)
         except Exception:  # gone, or not ours to read
@@ -264,6 +274,29 @@ class _Reader:
         if previous is None or now <= previous[0]:
             return None
         return (100 * (cpu - previous[1]) / (now - previous[0]), rss)
+
+    def _read_helpers(self) -> int:
+        """Adds the helpers' CPU since the last read to `helper_seconds`; returns their RSS."""
+        assert self.process is not None
+        seen: dict[int, float] = {}
+        rss = 0
+        for child in self.process.children():
+            try:
+                argv = " ".join(child.cmdline())
+                # Spawned helpers only: not a server of its own (a test's Temporal or Redis)
+                # nor multiprocessing's bookkeeping.
+                if "multiprocessing.spawn" not in argv:
+                    continue
+                times = child.cpu_times()
+                seen[child.pid] = times.user + times.system
+                rss += int(child.memory_info().rss)
+            except Exception:  # gone between the listing and the read
+                continue
+        for pid, seconds in seen.items():
+            self.helper_seconds += seconds - self.helper_cpu.get(pid, seconds)
+        self.helper_cpu = seen
+        self.helpers = max(self.helpers, len(seen))
+        return rss
 
 
 def _proc_cpu_rss(pid: int) -> tuple[float, int]:
@@ -312,10 +345,11 @@ class Sampler:
         while True:
             await asyncio.sleep(self.interval_s)
             values = {}
-            for reader in readers:
+            for reader, target in zip(readers, self.targets, strict=True):
                 value = reader.read()
                 if value is not None:
                     values[reader.pid] = value
+                target.helpers = max(target.helpers, reader.helpers)
             machine = psutil.cpu_percent() if psutil is not None else None
             self.samples.append(Sample(time.monotonic(), values, machine))
 
@@ -341,6 +375,7 @@ def process_summary(targets: Sequence[Target], samples: Sequence[Sample]) -> dic
                 "pid": target.pid,
                 "roles": list(target.roles),
                 "name": target.name,
+                "helpers": target.helpers,
                 "samples": len(values),
                 "cpu_pct": _mean_max(cpu),
                 "rss_mb": _mean_max(rss),
@@ -377,7 +412,8 @@ def format_processes(summary: dict[str, Any]) -> list[str]:
     lines = [f"{'process':<28}{'pid':>8}{'CPU% mean':>11}{'max':>7}{'RSS MB mean':>13}{'max':>8}"]
     bench = [p for p in summary["processes"] if BENCH_ROLE in p["roles"]]
     for process in [p for p in summary["processes"] if p not in bench]:
-        label = "+".join(process["roles"]) + f" ({process['name'][:12]})"
+        helpers = f" +{process['helpers']}" if process.get("helpers") else ""
+        label = "+".join(process["roles"]) + f" ({process['name'][:12]}{helpers})"
         lines.append(
             f"{label:<28}{process['pid']:>8}{_cell(process['cpu_pct']['mean']):>11}"
             f"{_cell(process['cpu_pct']['max']):>7}{_cell(process['rss_mb']['mean']):>13}"
@@ -403,6 +439,8 @@ def format_processes(summary: dict[str, Any]) -> list[str]:
             f"whole machine: {usage:.0f}% of {machine.get('cores')} cores on average"
             f" (max {peak:.0f}%), everything on it included"
         )
+    if any(p.get("helpers") for p in summary["processes"]):
+        lines.append("+N: helper processes it started (speech decoders), counted with it")
     if summary.get("missing_roles"):
         lines.append(
             "not found (not on this machine, or inside another process): "
