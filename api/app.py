@@ -18,6 +18,7 @@ from api.caller_socket import CallerNamespace
 from api.events_hub import EventHub
 from api.health import router as health_router
 from api.metrics import router as metrics_router
+from api.security_headers import SecurityHeaders
 from api.services import EdgeServices
 from api.twilio.routes import router as twilio_router
 from convonet.settings import Settings
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> socketio.ASGIApp:
 
     api = FastAPI(title="Convonet", version="0.1.0", lifespan=lifespan)
     api.state.services = services
+    api.add_middleware(SecurityHeaders, settings=settings)
     api.include_router(health_router)
     api.include_router(metrics_router)
     api.include_router(agent_router)

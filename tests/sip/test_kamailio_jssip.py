@@ -45,6 +45,7 @@ from convonet.settings import Settings
 from tests.sip.sip_server import KamailioServer, SippResult, kamailio, run_sipp
 from tests.system import run_api
 from tests.web import browser
+from tests.web.browser import wait_until
 
 # The page fixture of the web tests (headless Debian Chromium via Playwright).
 launch = browser.launch
@@ -180,7 +181,8 @@ class Dashboard:
         await self.page.click("#agent-login-button")
 
     async def wait_registered(self) -> None:
-        await self.page.wait_for_function(
+        await wait_until(
+            self.page,
             "(h => h.mode === 'pbx' && h.phone === 'registered')(window.convonetAgent)",
             timeout=STEP,
         )
@@ -194,7 +196,8 @@ class Dashboard:
         return hooks
 
     async def wait_ringing(self, conversation_id: str | None) -> None:
-        await self.page.wait_for_function(
+        await wait_until(
+            self.page,
             "id => { const h = window.convonetAgent;"
             " return h.ringing && h.call?.state === 'ringing' && h.call.conversation_id === id; }",
             arg=conversation_id,
@@ -211,7 +214,8 @@ class Dashboard:
 
     async def wait_sip_sent(self, pattern: str, count: int = 1) -> None:
         """Until the page has sent `count` SIP messages whose first line matches `pattern`."""
-        await self.page.wait_for_function(
+        await wait_until(
+            self.page,
             "([pattern, count]) => window.__wire.sent.filter(m => typeof m === 'string'"
             " && new RegExp(pattern).test(m.split('\\r\\n')[0])).length >= count",
             arg=[pattern, count],
@@ -398,7 +402,7 @@ async def test_answer_hold_resume_mute_and_hang_up_from_the_dashboard(
         await page.click("#answer")
         await dashboard.wait_sip_sent(r"^SIP/2\.0 200 ")
         # The caller's ACK confirms the call: the dashboard shows it connected.
-        await page.wait_for_function("window.convonetAgent.call?.state === 'bridged'", timeout=STEP)
+        await wait_until(page, "window.convonetAgent.call?.state === 'bridged'", timeout=STEP)
         assert (await dashboard.hooks())["ringing"] is False
         await expect(page.locator("#call-title")).to_have_text("On a call")
         await expect(page.locator("#call-timer")).to_be_visible()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright
 
 from convonet.speech.audio import resample, write_wav
 
@@ -64,6 +66,19 @@ WIRE_SPY = """
 """
 
 Launch = Callable[..., Awaitable[BrowserContext]]
+POLL_S = 0.05
+
+
+async def wait_until(page: Page, expression: str, arg: Any = None, timeout: float = 30_000) -> None:
+    """Waits until `expression` (or the function it names, called with `arg`) is truthy in
+    the page. Playwright's own wait_for_function evaluates its predicate with eval, which
+    the pages' Content-Security-Policy forbids; `evaluate` goes through the debugger
+    protocol, which the policy does not govern, so the pages stay under their real policy."""
+    deadline = asyncio.get_running_loop().time() + timeout / 1000
+    while not await page.evaluate(expression, arg):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"still false after {timeout:.0f} ms: {expression}")
+        await asyncio.sleep(POLL_S)
 
 
 @pytest.fixture

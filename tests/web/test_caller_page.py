@@ -26,7 +26,7 @@ from convonet.settings import Settings
 from convonet.speech.audio import silence
 from tests.speech_samples import speak
 from tests.system import running_system
-from tests.web.browser import MIC_ERROR, WEB_DIR, Launch, mic_file
+from tests.web.browser import MIC_ERROR, WEB_DIR, Launch, mic_file, wait_until
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ async def test_network_drop_resumes_the_same_conversation(
         before = await page.evaluate("JSON.parse(sessionStorage.getItem('convonet.session'))")
 
         await page.evaluate("window.__wire.sockets.at(-1).close()")  # the network drops
-        await page.wait_for_function("window.__wire.sockets.length === 2")
+        await wait_until(page, "window.__wire.sockets.length === 2")
         await expect(page.locator("#status")).to_contain_text("as Alice Martin")
         after = await page.evaluate("JSON.parse(sessionStorage.getItem('convonet.session'))")
         assert after == before
@@ -195,7 +195,7 @@ async def test_network_drop_resumes_the_same_conversation(
 
     # The server is gone: the page says so and keeps retrying.
     await expect(page.locator("#error")).to_have_text("Can't reach Convonet. Retrying…")
-    await page.wait_for_function("window.__wire.sockets.length >= 4", timeout=10_000)
+    await wait_until(page, "window.__wire.sockets.length >= 4", timeout=10_000)
 
 
 async def test_microphone_streams_frames_and_moves_the_level(
@@ -213,8 +213,8 @@ async def test_microphone_streams_frames_and_moves_the_level(
 
         await page.click("#mic")
         await expect(page.locator("#mic")).to_have_attribute("aria-pressed", "true")
-        await page.wait_for_function("window.convonetStats.micFrames > 25")
-        await page.wait_for_function("document.getElementById('level').value > 0")
+        await wait_until(page, "window.convonetStats.micFrames > 25")
+        await wait_until(page, "document.getElementById('level').value > 0")
         assert await _stat(page, "micStartedAt") is not None
         # 50 frames a second, give or take the start.
         frames = await _stat(page, "micFrames")
@@ -222,7 +222,7 @@ async def test_microphone_streams_frames_and_moves_the_level(
         assert 35 <= await _stat(page, "micFrames") - frames <= 65  # type: ignore[operator]
 
         # On the wire: `mic` opened hands-free, then binary audio_frame packets of 640 bytes.
-        await page.wait_for_function("window.convonetStats.framesSent > 5", timeout=10_000)
+        await wait_until(page, "window.convonetStats.framesSent > 5", timeout=10_000)
         sent = await _sent(page)
         assert _events(sent, "mic")[0] == {"open": True, "mode": "hands_free"}
         first = next(i for i, m in enumerate(sent) if isinstance(m, str) and "audio_frame" in m)
@@ -240,8 +240,9 @@ async def test_microphone_streams_frames_and_moves_the_level(
         # Off again: the microphone stops and `mic` closes.
         await page.click("#mic")
         await expect(page.locator("#mic")).to_have_attribute("aria-pressed", "false")
-        await page.wait_for_function(
-            "window.__wire.sent.some(m => typeof m === 'string' && m.includes('\"open\":false'))"
+        await wait_until(
+            page,
+            "window.__wire.sent.some(m => typeof m === 'string' && m.includes('\"open\":false'))",
         )
         frames = await _stat(page, "micFrames")
         await page.wait_for_timeout(300)
@@ -252,11 +253,13 @@ async def test_microphone_streams_frames_and_moves_the_level(
         await ptt.hover()
         await page.mouse.down()
         await expect(page.locator("#stage")).to_have_text("Listening…")
-        await page.wait_for_function(
-            "window.__wire.sent.some(m => typeof m === 'string' && m.includes('push_to_talk'))"
+        await wait_until(
+            page,
+            "window.__wire.sent.some(m => typeof m === 'string' && m.includes('push_to_talk'))",
         )
         await page.mouse.up()
-        await page.wait_for_function(
+        await wait_until(
+            page,
             "window.__wire.sent.filter(m => typeof m === 'string'"
             " && m.includes('\"open\":false')).length >= 2",
             timeout=10_000,
@@ -319,7 +322,7 @@ async def test_voice_events_play_reply_audio_and_fill_the_transcript(
                                           pcm: {{__bytes: __tone(0.3)}}}});"""
         )
         await page.evaluate(f"__inject('audio_done', {{turn_key: '{key}', interrupted: false}})")
-        await page.wait_for_function("window.convonetStats.playbackStoppedAt !== null")
+        await wait_until(page, "window.convonetStats.playbackStoppedAt !== null")
         stats = await page.evaluate("window.convonetStats")
         assert stats["playedFrames"] == 50
         assert 0.15 < stats["playedPeakRms"] < 0.25  # 0.3 / sqrt(2)
@@ -359,9 +362,9 @@ async def test_speaking_over_the_reply_barges_in(
                   __inject('audio_out', {{turn_key: '{key}', seq, rate: 16000,
                                           pcm: {{__bytes: __tone(0.3)}}}});"""
         )
-        await page.wait_for_function("window.convonetStats.playbackStartedAt !== null")
+        await wait_until(page, "window.convonetStats.playbackStartedAt !== null")
         await page.click("#mic")
-        await page.wait_for_function("window.convonetStats.bargeInAt !== null", timeout=5_000)
+        await wait_until(page, "window.convonetStats.bargeInAt !== null", timeout=5_000)
         stats = await page.evaluate("window.convonetStats")
         assert stats["playbackStoppedAt"] is not None
         assert stats["playedFrames"] < 250
@@ -404,7 +407,7 @@ async def test_voice_round_trip_through_the_edge(
         await page.fill("#text", "what are my todos")
         await page.click("#say button[type=submit]")
         await expect(transcript.nth(2)).to_contain_text("todo")
-        await page.wait_for_function("window.convonetStats.playbackStoppedAt !== null")
+        await wait_until(page, "window.convonetStats.playbackStoppedAt !== null")
         typed = await page.evaluate("window.convonetStats")
         assert typed["playedFrames"] > 10 and typed["playedPeakRms"] > 0.01
         assert typed["lastTurnKey"].startswith("t")
@@ -416,9 +419,10 @@ async def test_voice_round_trip_through_the_edge(
         await expect(transcript.nth(4).locator("small.latency")).to_contain_text(
             "voice-to-voice", timeout=20_000
         )
-        await page.wait_for_function(
+        await wait_until(
+            page,
             "window.convonetStats.playedFrames > "
-            f"{typed['playedFrames']} && window.convonetStats.lastTurnKey.startsWith('u')"
+            f"{typed['playedFrames']} && window.convonetStats.lastTurnKey.startsWith('u')",
         )
         assert await transcript.count() == 5
 

@@ -24,7 +24,7 @@ from convonet.settings import Settings
 from convonet.speech.audio import SAMPLE_RATE, resample, silence
 from tests.speech_samples import speak
 from tests.system import running_system
-from tests.web.browser import DEVICE_RATE, Launch, mic_file
+from tests.web.browser import DEVICE_RATE, Launch, mic_file, wait_until
 from tests.web.test_caller_page import _logged_in_page
 
 # The caller page's counters, without its (large) sample buffer.
@@ -95,7 +95,7 @@ TAKE_AS_BASE64 = """(take) => {
 
 async def _take(page: Page, buffer: str, take: str, seconds: float) -> np.ndarray:
     """`seconds` of received audio, once that much has arrived (`take` empties `buffer`)."""
-    await page.wait_for_function(f"{buffer}.length >= {int(seconds * SAMPLE_RATE)}", timeout=15_000)
+    await wait_until(page, f"{buffer}.length >= {int(seconds * SAMPLE_RATE)}", timeout=15_000)
     encoded: str = await page.evaluate(f"({TAKE_AS_BASE64})(() => {take}())")
     return np.frombuffer(base64.b64decode(encoded), dtype="<i2").astype(np.float64)
 
@@ -107,7 +107,8 @@ async def _agent_ready(context: BrowserContext, url: str) -> Page:
     await agent.fill("#agent-login", "dana")
     await agent.fill("#agent-password", "agent-demo-2001")
     await agent.click("#agent-login-button")
-    await agent.wait_for_function(
+    await wait_until(
+        agent,
         "(h => h.mode === 'builtin' && h.state === 'ready' && h.phone === 'connected')"
         "(window.convonetAgent)",
         timeout=15_000,
@@ -116,14 +117,12 @@ async def _agent_ready(context: BrowserContext, url: str) -> Page:
 
 
 async def _ringing(agent: Page) -> None:
-    await agent.wait_for_function("window.convonetAgent.call?.state === 'ringing'", timeout=20_000)
+    await wait_until(agent, "window.convonetAgent.call?.state === 'ringing'", timeout=20_000)
 
 
 async def _bridged(agent: Page, caller: Page) -> None:
-    await agent.wait_for_function("window.convonetAgent.call?.state === 'bridged'", timeout=15_000)
-    await caller.wait_for_function(
-        "window.convonetStats.transferState === 'bridged'", timeout=15_000
-    )
+    await wait_until(agent, "window.convonetAgent.call?.state === 'bridged'", timeout=15_000)
+    await wait_until(caller, "window.convonetStats.transferState === 'bridged'", timeout=15_000)
 
 
 async def _type(page: Page, text: str) -> None:
@@ -153,9 +152,7 @@ async def test_caller_is_put_through_to_the_agent_and_both_hear_each_other(
         )
         await caller.click("#mic")
         status = caller.locator("#transfer-status")
-        await caller.wait_for_function(
-            "window.convonetStats.transferState !== null", timeout=30_000
-        )
+        await wait_until(caller, "window.convonetStats.transferState !== null", timeout=30_000)
         await expect(status).to_have_attribute("role", "status")
         await expect(status).to_have_attribute("aria-live", "polite")
 
@@ -229,7 +226,7 @@ async def test_caller_is_put_through_to_the_agent_and_both_hear_each_other(
         await agent.fill("#notes", "Sent the price list; call back on Monday.")
         await agent.click("#save-disposition")
         await expect(agent.locator("#disposition-saved")).to_be_visible(timeout=10_000)
-        await agent.wait_for_function("window.convonetAgent.state === 'ready'")
+        await wait_until(agent, "window.convonetAgent.state === 'ready'")
 
         # The caller is back with the assistant, which says so aloud.
         await expect(status).to_have_text("Call with Dana Agent ended", timeout=10_000)
@@ -241,8 +238,8 @@ async def test_caller_is_put_through_to_the_agent_and_both_hear_each_other(
         await expect(caller.locator("#status")).to_have_text(
             "Talking with the assistant as Alice Martin."
         )
-        await caller.wait_for_function(
-            f"window.convonetStats.playedFrames > {played_before + 25}", timeout=15_000
+        await wait_until(
+            caller, f"window.convonetStats.playedFrames > {played_before + 25}", timeout=15_000
         )
         await expect(caller.locator("#stage")).not_to_have_text("Talking with Dana Agent")
 
@@ -315,8 +312,8 @@ async def test_declined_then_answered_with_the_microphone_opened_for_the_call(
         # The microphone was off: it opens hands-free for the call, and streams to the agent.
         await expect(mic).to_have_attribute("aria-pressed", "true")
         await expect(caller.locator("#stage")).to_have_text("Talking with Dana Agent")
-        await caller.wait_for_function("window.convonetStats.bridgeFramesOut > 25", timeout=10_000)
-        await agent.wait_for_function("window.convonetAgent.stats.framesIn > 25")
+        await wait_until(caller, "window.convonetStats.bridgeFramesOut > 25", timeout=10_000)
+        await wait_until(agent, "window.convonetAgent.stats.framesIn > 25")
 
         await _type(caller, "what are my todos")
         await expect(caller.locator("#error")).to_have_text(

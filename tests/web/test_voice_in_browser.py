@@ -16,7 +16,7 @@ from convonet.settings import Settings
 from convonet.speech.audio import silence
 from tests.speech_samples import speak
 from tests.system import running_system
-from tests.web.browser import Launch, mic_file
+from tests.web.browser import Launch, mic_file, wait_until
 from tests.web.test_caller_page import _logged_in_page
 
 FAKE_MIC = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
@@ -38,9 +38,7 @@ async def test_spoken_request_creates_the_todo_and_is_answered_aloud(
         answer = page.locator("#transcript li.assistant").nth(1)
         await expect(answer).to_contain_text("buy milk")
         await expect(answer.locator("small.latency")).to_contain_text("voice-to-voice")
-        await page.wait_for_function(
-            "window.convonetStats.playbackStoppedAt !== null", timeout=20_000
-        )
+        await wait_until(page, "window.convonetStats.playbackStoppedAt !== null", timeout=20_000)
         stats = await page.evaluate("window.convonetStats")
         await page.click("#mic")
     async with session_scope(settings.effective_database_url) as session:
@@ -72,7 +70,7 @@ async def test_speaking_over_a_long_reply_stops_playback_at_once(
 
         page = await _logged_in_page(context, system.url)
         await page.click("#mic")
-        await page.wait_for_function("window.convonetStats.bargeInAt !== null", timeout=20_000)
+        await wait_until(page, "window.convonetStats.bargeInAt !== null", timeout=20_000)
         stats = await page.evaluate("window.convonetStats")
         interrupted = page.locator("#transcript li.assistant.interrupted")
         await expect(interrupted).to_have_count(1)
