@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from convonet.log_filters import NoWireFrames
 from convonet.settings import ConfigError, Settings, load_settings
 
 
@@ -48,12 +49,14 @@ def _api(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from convonet.log_filters import uvicorn_log_config
 
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(),
         timeout_graceful_shutdown=5,
     )
     return 0
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for root_handler in logging.getLogger().handlers:
+        root_handler.addFilter(NoWireFrames())
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
         return handler(settings, args)
