@@ -49,16 +49,19 @@ def _api(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.going_away import AnnouncingServer
     from convonet.log_filters import uvicorn_log_config
 
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=uvicorn_log_config(),
         timeout_graceful_shutdown=5,
     )
+    AnnouncingServer(config, app.engineio_server).run()
     return 0
 
 

@@ -63,6 +63,11 @@ let retries = 0; // reconnect attempts since the last successful connection
 let retryTimer = null;
 let refusal = ""; // the server's reason when it refused this connection
 let lastRefusal = ""; // ... and the one on screen
+// Set by `going_away`: the server is restarting, so reconnect within this many ms (at a
+// random moment) rather than back off; `restarting` until the page is back.
+let goingAwayMs = null;
+let restarting = false;
+const RESTARTING = "Convonet is restarting. Reconnecting…";
 let resuming = false; // connected with a saved session
 
 // Microphone: what the caller asked for, and what the edge has acknowledged.
@@ -270,7 +275,10 @@ function connect() {
   const own = new CallerSocket("/caller", saved || {}, {
     connected: () => {
       retries = 0;
+      goingAwayMs = null;
+      restarting = false;
       clearError(UNREACHABLE);
+      clearError(RESTARTING);
       if (lastRefusal) clearError(lastRefusal);
     },
     refused: (message) => {
@@ -282,6 +290,10 @@ function connect() {
     disconnected: () => {
       if (own !== socket) return;
       lostConnection();
+    },
+    going_away: (notice) => {
+      const within = Number(notice?.reconnect_within_ms);
+      goingAwayMs = Number.isFinite(within) ? Math.min(Math.max(within, 0), 5000) : 1000;
     },
     status: onStatus,
     error: onServerError,
@@ -324,7 +336,16 @@ function lostConnection() {
   }
   if (ended) return; // the call is over: the caller starts a new one with #restart
   lastRefusal = refusal;
-  showError(refusal || UNREACHABLE);
+  if (goingAwayMs !== null) {
+    // A planned restart: back at once (its successor may need a moment: then back off).
+    restarting = true;
+    showError(RESTARTING);
+    setStatus("Reconnecting…");
+    retryTimer = setTimeout(connect, Math.random() * goingAwayMs);
+    goingAwayMs = null;
+    return;
+  }
+  showError(restarting ? RESTARTING : refusal || UNREACHABLE);
   setStatus("Reconnecting…");
   // Back off 0.5 s, 1 s, 2 s, 4 s, then every 5 s.
   const delay = Math.min(5000, 500 * 2 ** retries);

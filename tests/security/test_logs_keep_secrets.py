@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select
@@ -23,6 +19,7 @@ from convonet.security import pin_hash
 from convonet.seed import seed
 from convonet.settings import Settings
 from convonet.speech.audio import silence
+from tests.processes import process_env, start, stop, until_healthy
 from tests.speech_samples import speak
 from tests.system import free_port
 
@@ -30,52 +27,9 @@ from tests.system import free_port
 PIN = "5829174"
 WRONG_PIN = "8642097"
 AGENT_PASSWORD = "agent-demo-2001"
-START_TIMEOUT_S = 30
 # A logged audio frame would show as a long run of bytes escapes or base64.
 RAW_BYTES = re.compile(r"(\\x[0-9a-f]{2}){16}")
 LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{400,}={0,2}")
-
-
-def _env(settings: Settings, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CONVONET_ENV": "test",
-        "DATABASE_URL": settings.effective_database_url,
-        "REDIS_URL": settings.effective_redis_url,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "PIN_PEPPER": settings.pin_pepper,
-        "API_PORT": str(port),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "DATA_DIR": str(settings.data_dir),
-        "WORKER_METRICS_PORT": "0",
-        "LOG_LEVEL": "DEBUG",
-    }
-
-
-def _start(role: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "convonet.cli", role],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-async def _until_up(url: str) -> None:
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        for _ in range(START_TIMEOUT_S * 10):
-            try:
-                if (await http.get(url + "/healthz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("the API did not come up")
 
 
 async def _call(url: str) -> list[str]:
@@ -111,19 +65,16 @@ async def test_a_full_call_logs_no_secret_pin_or_audio(settings: Settings, tmp_p
         assert alice is not None
         alice.pin_hash = pin_hash(PIN, settings.pin_pepper)
     port = free_port()
-    env = _env(settings, port)
+    env = process_env(settings, port, log_level="DEBUG")
     logs = {role: tmp_path / f"{role}.log" for role in ("api", "worker")}
-    processes = [_start(role, env, log) for role, log in logs.items()]
+    processes = [start(role, env, log) for role, log in logs.items()]
     try:
         url = f"http://127.0.0.1:{port}"
-        await _until_up(url)
+        await until_healthy(url)
         tokens = await asyncio.wait_for(_call(url), timeout=120)
     finally:
         for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=20)
+            stop(process)
 
     text = {role: log.read_text(errors="replace") for role, log in logs.items()}
     assert "DEBUG" in text["api"] and "DEBUG" in text["worker"], "the run logged at DEBUG"

@@ -46,11 +46,14 @@ async def test_an_expired_caller_session_cannot_be_resumed(settings: Settings) -
         caller = ScriptedCaller(system.url)
         status = await caller.connect()
         login = await caller.login("1234")
-        await caller.close()
         fresh = await _resume(system.url, status["conversation_id"], login["session_token"])
         assert fresh["authenticated"] is True
         await asyncio.sleep(3)
+        # The live connection is refused too, not only a reconnect.
+        refused = await caller.request("text_turn", {"text": "what are my todos"})
+        await caller.close()
         expired = await _resume(system.url, status["conversation_id"], login["session_token"])
+    assert refused["ok"] is False and refused["error"]["code"] == "not_authenticated"
     assert expired["authenticated"] is False
 
 

@@ -60,6 +60,8 @@ let generation = 0; // bumped at every login and logout: late answers of old one
 let socket = null;
 let socketRetries = 0;
 let socketTimer = null;
+// Set by `going_away` (the server is restarting): reconnect within this many ms.
+let goingAwayMs = null;
 let phone = null; // BuiltinPhone or PbxPhone
 let builtinPhone = null;
 let current = null; // the call on screen (see callSnapshot for its public part)
@@ -325,6 +327,7 @@ function connectSocket() {
     connected: () => {
       if (own !== socket) return;
       socketRetries = 0;
+      goingAwayMs = null;
       if (session?.mode === "builtin") setPhone("connected", "Connected");
       setNotice("");
       renderAll();
@@ -341,6 +344,10 @@ function connectSocket() {
       if (own !== socket) return;
       socket = null;
       lostSocket("");
+    },
+    going_away: (notice) => {
+      const within = Number(notice?.reconnect_within_ms);
+      goingAwayMs = Number.isFinite(within) ? Math.min(Math.max(within, 0), 5000) : 1000;
     },
     agent_state: (payload) => setAgentState(payload?.state),
     ring: (payload) => onRing(payload?.call),
@@ -359,9 +366,11 @@ function lostSocket(reason) {
   else setNotice("The dashboard lost its link to Convonet. Reconnecting…");
   if (reason) setNotice(`Convonet refused the connection (${reason}). Retrying…`);
   renderAll();
-  // Back off 0.5 s, 1 s, 2 s, 4 s, then every 5 s.
-  const delay = Math.min(5000, 500 * 2 ** socketRetries);
-  socketRetries += 1;
+  // Back off 0.5 s, 1 s, 2 s, 4 s, then every 5 s; after a planned restart, at once.
+  const delay =
+    goingAwayMs !== null ? Math.random() * goingAwayMs : Math.min(5000, 500 * 2 ** socketRetries);
+  if (goingAwayMs === null) socketRetries += 1;
+  goingAwayMs = null;
   const mine = session.generation;
   socketTimer = setTimeout(() => {
     if (session?.generation === mine && !socket) connectSocket();
