@@ -35,6 +35,7 @@ from api.protocol import (
     BargeInIn,
     ConnectAuth,
     ErrorOut,
+    EventNamespace,
     HangUpIn,
     MicIn,
     MicStateOut,
@@ -81,7 +82,7 @@ def _update_error_message(error: WorkflowUpdateFailedError) -> str:
     return getattr(cause, "message", None) or str(cause or error)
 
 
-class CallerNamespace(socketio.AsyncNamespace):
+class CallerNamespace(EventNamespace):
     def __init__(self, services: EdgeServices, hub: EventHub) -> None:
         super().__init__(NAMESPACE)
         self.services = services
@@ -333,7 +334,8 @@ class CallerNamespace(socketio.AsyncNamespace):
         if session is None:
             return await self._fail(sid, "not_authenticated", "Please log in with your PIN first.")
         try:
-            HangUpIn.model_validate(data or {})
+            # No payload is `{}`; a falsy non-object (0, "", []) is malformed, not a hang-up.
+            HangUpIn.model_validate({} if data is None else data)
         except ValidationError:
             return await self._fail(sid, "bad_request", "hang_up takes no arguments.")
         handle = await self._workflow(session)

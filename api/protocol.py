@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBytes, StrictInt
+import socketio
+from pydantic import BaseModel, ConfigDict, Field, StrictBytes, StrictInt, field_validator
 
 from convonet.speech.timings import TurnTimings
 from workflows.conversation.models import (
@@ -16,6 +18,10 @@ from workflows.conversation.models import (
 )
 
 NAMESPACE = "/caller"
+# Raised by python-socketio itself; a client never sends them.
+LIFECYCLE_EVENTS = frozenset({"connect", "disconnect"})
+
+log = logging.getLogger("convonet.api")
 
 
 class ClientMessage(BaseModel):
@@ -37,6 +43,15 @@ class TextTurnIn(ClientMessage):
     text: str = Field(max_length=10_000)
     # Also speak the reply (the voice app does; `convonet call` need not).
     speak: bool = False
+
+    @field_validator("text")
+    @classmethod
+    def _storable(cls, text: str) -> str:
+        # PostgreSQL text cannot hold NUL: a turn quoting one stalled on its tool's retries
+        # and ended in an apology; refused here instead.
+        if "\x00" in text:
+            raise ValueError("must not contain NUL characters")
+        return text
 
 
 MicMode = Literal["hands_free", "push_to_talk"]
@@ -74,16 +89,19 @@ class HangUpIn(ClientMessage):
     pass
 
 
+ErrorCode = Literal[
+    "bad_request",
+    "bad_audio",
+    "rate_limited",
+    "not_authenticated",
+    "rejected",
+    "unavailable",
+    "internal",
+]
+
+
 class ErrorOut(BaseModel):
-    code: Literal[
-        "bad_request",
-        "bad_audio",
-        "rate_limited",
-        "not_authenticated",
-        "rejected",
-        "unavailable",
-        "internal",
-    ]
+    code: ErrorCode
     message: str
 
 
@@ -135,3 +153,37 @@ class Ack(BaseModel):
     ok: bool
     data: dict[str, Any] | None = None
     error: ErrorOut | None = None
+
+
+class EventNamespace(socketio.AsyncNamespace):
+    """Dispatches client events so that whatever a client sends is answered with an `Ack`.
+
+    python-socketio calls `on_<name>` for any name a client sends (the lifecycle ones
+    included), passes every extra argument on, and sends no acknowledgement at all when a
+    handler raises. Here unknown or forged names, extra arguments and failing handlers get
+    an error instead."""
+
+    async def trigger_event(self, event: Any, *args: Any) -> Any:
+        sid = args[0]
+        name = event if isinstance(event, str) else ""
+        if name in LIFECYCLE_EVENTS:
+            # The server raises these while the client is connecting or disconnecting, when
+            # it does not count as connected (python-socketio's default always_connect=False);
+            # from a connected client they are forged.
+            if not self.server.manager.is_connected(sid, self.namespace):
+                return await super().trigger_event(name, *args)
+            handler = None
+        else:
+            handler = getattr(self, f"on_{name}", None) if name else None
+        if handler is None:
+            return await self._fail(sid, "bad_request", "Unknown event.")
+        if len(args) > 2:
+            return await self._fail(sid, "bad_request", "Send one payload per event.")
+        try:
+            return await handler(*args)
+        except Exception:
+            log.exception("the %s handler of %s failed", name, self.namespace)
+            return await self._fail(sid, "internal", "Something went wrong; try again.")
+
+    async def _fail(self, sid: str, code: ErrorCode, message: str) -> dict[str, Any]:
+        return Ack(ok=False, error=ErrorOut(code=code, message=message)).model_dump(mode="json")
