@@ -46,7 +46,11 @@ async def _temporal(services: EdgeServices) -> None:
     await client.service_client.check_health()
 
 
-@router.get("/healthz", response_model=Health)
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "A dependency is down."}},
+)
 async def healthz(request: Request) -> JSONResponse:
     services: EdgeServices = request.app.state.services
     database, redis, temporal = await asyncio.gather(

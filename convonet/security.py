@@ -13,7 +13,8 @@ def pin_hash(pin: str, pepper: str) -> str:
 
 
 def is_valid_pin_format(pin: str) -> bool:
-    return pin.isdigit() and 4 <= len(pin) <= 8
+    # ASCII only: "١٢٣٤" and "²³¹⁴" are digits to str.isdigit, but no PIN anyone was given.
+    return pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8
 
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AGENT_NAMESPACE = "/agent"
 AgentMode = Literal["builtin", "pbx"]
@@ -13,6 +13,12 @@ Disposition = Literal["resolved", "follow-up", "escalated", "no-action"]
 
 class ClientMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    """Every refusal of the REST API: a plain sentence to show the agent."""
+
+    detail: str
 
 
 class LoginIn(ClientMessage):
@@ -45,6 +51,14 @@ class DispositionIn(ClientMessage):
     disposition: Disposition
     notes: str = Field("", max_length=2000)
 
+    @field_validator("notes")
+    @classmethod
+    def _storable(cls, notes: str) -> str:
+        # PostgreSQL text cannot hold NUL: refused here, rather than lost in a failed save.
+        if "\x00" in notes:
+            raise ValueError("must not contain NUL characters")
+        return notes
+
 
 class DispositionOut(BaseModel):
     ok: bool = True
@@ -56,7 +70,9 @@ class SetStateIn(ClientMessage):
 
 
 class CallIn(ClientMessage):
-    transfer_id: str = Field(min_length=1, max_length=120)
+    # Transfer ids are workflow ids ("conversation-<hex>-transfer-<n>"); the id is looked up
+    # in PostgreSQL, whose text cannot hold the NUL a hostile client may send.
+    transfer_id: str = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
 class ToggleIn(CallIn):

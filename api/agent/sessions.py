@@ -60,15 +60,7 @@ class AgentSessions:
         return AgentSession(agent_id=int(data["agent_id"]), csrf_token=str(data["csrf"]))
 
     async def from_cookie_header(self, header: str | None) -> AgentSession | None:
-        if not header:
-            return None
-        cookies = SimpleCookie()
-        try:
-            cookies.load(header)
-        except Exception:  # a mangled Cookie header is simply no session
-            return None
-        morsel = cookies.get(COOKIE)
-        return await self.get(morsel.value if morsel else None)
+        return await self.get(token_from_cookie_header(header))
 
     async def delete(self, token: str | None) -> None:
         if token:
@@ -89,3 +81,16 @@ class AgentSessions:
     @property
     def secure_cookie(self) -> bool:
         return self.settings.public_base_url.startswith("https://")
+
+
+def token_from_cookie_header(header: str | None) -> str | None:
+    """The session token in a raw Cookie header, or None."""
+    if not header:
+        return None
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(header)
+    except Exception:  # a mangled Cookie header is simply no session
+        return None
+    morsel = cookies.get(COOKIE)
+    return morsel.value if morsel else None

@@ -6,6 +6,7 @@ call record: an agent can only act on a call offered to them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,10 @@ from sqlalchemy import select
 from temporalio.service import RPCError
 
 from api.agent.protocol import AGENT_NAMESPACE, CallIn, SetStateIn, ToggleIn
-from api.agent.sessions import AgentSessions
+from api.agent.sessions import AgentSessions, token_from_cookie_header
 from api.bridge.link import BridgeLink
 from api.events_hub import EventHub
-from api.protocol import Ack, AudioFrameIn, ErrorOut
+from api.protocol import LIFECYCLE_EVENTS, Ack, AudioFrameIn, ErrorOut, EventNamespace
 from api.services import EdgeServices
 from api.transfer_signals import signal_leg
 from api.voice.ingest import TokenBucket
@@ -32,6 +33,9 @@ from workflows.transfer.models import LegStatus
 
 log = logging.getLogger("convonet.api.agent")
 FRAME_BYTES = 640
+
+# How long a refused socket stays open for its ack to leave.
+ACK_GRACE_S = 0.2
 
 
 @dataclass
@@ -49,6 +53,7 @@ class _Call:
 @dataclass
 class _Agent:
     agent_id: int
+    token: str
     unsubscribe: Any
     call: _Call | None = None
     bucket: TokenBucket = field(default_factory=lambda: TokenBucket(100))
@@ -64,26 +69,50 @@ def _fail(code: str, message: str) -> dict[str, Any]:
     return Ack(ok=False, error=ErrorOut(code=code, message=message)).model_dump(mode="json")  # type: ignore[arg-type]
 
 
-class AgentNamespace(socketio.AsyncNamespace):
+class AgentNamespace(EventNamespace):
     def __init__(self, services: EdgeServices, hub: EventHub) -> None:
         super().__init__(AGENT_NAMESPACE)
         self.services = services
         self.hub = hub
         self.sessions = AgentSessions(services.settings, services.redis)
         self.agents: dict[str, _Agent] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ---- connection -------------------------------------------------------------------
 
+    async def trigger_event(self, event: Any, *args: Any) -> Any:
+        agent = self.agents.get(args[0]) if args else None
+        # A logout or an expired login (noticed by any API process) ends the socket too. The
+        # audio frames of a call in progress (50 a second) are not checked one by one.
+        checked = isinstance(event, str) and event not in LIFECYCLE_EVENTS
+        if agent is not None and checked and event != "audio_frame":
+            if await self.sessions.get(agent.token) is None:
+                self._disconnect_soon(args[0])
+                return _fail("not_authenticated", "Your session has ended. Please log in again.")
+        return await super().trigger_event(event, *args)
+
+    def _disconnect_soon(self, sid: str) -> None:
+        """Ends the socket once the refusal's ack has left (a disconnect would drop it)."""
+
+        async def later() -> None:
+            await asyncio.sleep(ACK_GRACE_S)
+            await self.disconnect(sid)
+
+        task = asyncio.create_task(later())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        session = await self.sessions.from_cookie_header(environ.get("HTTP_COOKIE"))
-        if session is None:
+        token = token_from_cookie_header(environ.get("HTTP_COOKIE"))
+        session = await self.sessions.get(token)
+        if session is None or token is None:
             raise socketio.exceptions.ConnectionRefusedError("not logged in")
 
         async def forward(event: events.Event) -> None:
             await self._on_event(sid, event)
 
         unsubscribe = self.hub.add(events.agent_channel(session.agent_id), forward)
-        self.agents[sid] = _Agent(agent_id=session.agent_id, unsubscribe=unsubscribe)
+        self.agents[sid] = _Agent(agent_id=session.agent_id, token=token, unsubscribe=unsubscribe)
         agent = await self._load(session.agent_id)
         await self.emit("agent_state", {"state": agent.state.value if agent else "offline"}, to=sid)
 

@@ -12,7 +12,7 @@ import re
 
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.bridge.link import BridgeLink
 from api.services import EdgeServices
@@ -54,13 +54,44 @@ def _services(connection: Request | WebSocket) -> EdgeServices:
     return services
 
 
-@router.post("/status/{transfer_id}", status_code=204)
+# The form Twilio posts (the fields we read; it sends more), for the spec.
+STATUS_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "CallSid": {"type": "string"},
+                        "CallStatus": {"type": "string", "enum": [*CALL_STATUS, "queued"]},
+                    },
+                    "additionalProperties": {"type": "string"},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/status/{transfer_id}",
+    status_code=204,
+    openapi_extra=STATUS_FORM,
+    responses={
+        403: {"description": "Not signed by Twilio."},
+        404: {"description": "No such transfer is going on (any more)."},
+        503: {"description": "The transfer could not be told; Twilio should retry."},
+    },
+)
 async def status_callback(transfer_id: str, request: Request) -> Response:
     services = _services(request)
     form = await request.form()
     params = {key: str(value) for key, value in form.items()}
     if not is_from_twilio(services.settings, request, params):
         raise HTTPException(status_code=403, detail="Invalid Twilio signature.")
+    if re.fullmatch(TRANSFER_ID, transfer_id) is None:
+        raise HTTPException(status_code=404, detail="No such transfer.")
     status = CALL_STATUS.get(params.get("CallStatus", ""))
     if status is None:
         return Response(status_code=204)  # queued / initiated: nothing to tell
@@ -68,6 +99,9 @@ async def status_callback(transfer_id: str, request: Request) -> Response:
     try:
         await signal_leg(services, transfer_id, status, leg_id=call_sid)
     except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            # Never started, or over: retrying (what a 5xx asks Twilio to do) cannot help.
+            raise HTTPException(status_code=404, detail="No such transfer.") from None
         log.warning("status %s for %s not delivered: %s", status, transfer_id, error.message)
         # 5xx makes Twilio retry the callback.
         raise HTTPException(status_code=503, detail="Try again.") from None

@@ -9,6 +9,7 @@ import asyncio
 import httpx
 
 from api.app import create_app
+from convonet.agent_client import ScriptedAgent
 from convonet.call_client import ScriptedCaller
 from convonet.seed import seed
 from convonet.settings import Settings
@@ -98,3 +99,23 @@ async def test_agent_cookie_is_secure_behind_https(settings: Settings) -> None:
     cookie = login.headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
     assert login.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_an_agent_socket_ends_with_its_login(settings: Settings) -> None:
+    """A dashboard socket opened before a logout (here, in another tab) acts no more."""
+    await seed(settings)
+    async with running_system(settings, with_worker=False) as system:
+        agent = ScriptedAgent(system.url)
+        await agent.login()
+        await agent.wait_for("agent_state", state="ready")
+        assert (await agent.request("set_state", {"state": "not-ready"}))["ok"]
+        out = await agent.http.post("/api/agent/logout", headers={"X-CSRF-Token": agent.csrf})
+        assert out.status_code == 204
+        refused = await agent.request("set_state", {"state": "ready"})
+        assert refused["ok"] is False and refused["error"]["code"] == "not_authenticated"
+        for _ in range(50):
+            if not agent.sio.connected:
+                break
+            await asyncio.sleep(0.1)
+        assert not agent.sio.connected
+        await agent.http.aclose()
