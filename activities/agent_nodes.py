@@ -3,7 +3,6 @@ graph's workflow-side nodes call, so retries and idempotency are Temporal's."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,7 +10,7 @@ from langchain_core.messages import ToolMessage, convert_to_messages
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
-from activities import runtime
+from activities import faults, runtime
 from convonet import metrics
 from convonet.agent.context import TurnContext
 from convonet.agent.messages import text_of, to_dict
@@ -28,6 +27,7 @@ from convonet.speech.sentences import SentenceBuffer
 @activity.defn(name="agent.llm")
 async def llm_node(state: dict[str, Any]) -> dict[str, Any]:
     rt = runtime.current()
+    await faults.hold_open("the LLM step", rt.settings.fault_llm_delay_s)
     context = TurnContext.model_validate(state["context"]).localized()
     messages = convert_to_messages(state["messages"])
     sink = _ReplyTextStream(context) if context.speak_key else None
@@ -156,9 +156,9 @@ async def tool_node(task: dict[str, Any]) -> dict[str, Any]:
             {field: round(took * 1000)},
             rt.settings.audio_stream_ttl_s,
         )
-    delay = rt.settings.fault_tool_delay_after_commit_s
-    if delay:
-        await asyncio.sleep(delay)
+    await faults.hold_open(
+        f"tool {call['name']} after its commit", rt.settings.fault_tool_delay_after_commit_s
+    )
     message = ToolMessage(
         content=result.model_dump_json(), tool_call_id=call["id"], name=call["name"]
     )

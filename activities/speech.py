@@ -3,7 +3,8 @@
 Audio never crosses the activity boundary: inputs and results are ids, text and small facts.
 Both activities heartbeat their stream offsets, so a retry after a worker crash loses no
 audio: the transcriber re-reads the utterance, which Redis keeps whole, and the speaker
-resumes after the sentences it had already spoken.
+resumes after the last frame it wrote (recorded in Redis with the audio), so nothing is
+said twice either.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities import runtime
+from activities import faults, runtime
 from activities.models import (
     ReplyTextInput,
     SpeakInput,
@@ -163,12 +164,22 @@ class _Busy:
 
 
 class _SpeakProgress(BaseModel):
-    """Heartbeat details: the text consumed and the audio already written."""
+    """How far the speaker got: the text consumed and the audio already written.
+
+    Recorded in Redis with every write of audio, in the same transaction, so a retry after
+    a crash resumes exactly after the last frame the caller was sent (heartbeat details can
+    lag a crash by seconds: a retry from them would say a sentence again). Also heartbeated.
+    """
 
     text_offset: str = "0-0"
     consumed: str = ""
+    # Whole sentences spoken.
     sentences: list[SpokenSentence] = []
     audio_ms: int = 0
+    # Audio already written of the sentence being spoken (0 between sentences).
+    partial_ms: int = 0
+    # The text stream's end was read: `consumed` holds the whole reply.
+    text_ended: bool = False
 
 
 class _Speaker:
@@ -179,6 +190,9 @@ class _Speaker:
         self.rt = rt
         self.request = request
         self.progress = progress
+        self.progress_key = _progress_key(request)
+        # Bytes of the current sentence's audio an earlier attempt already wrote.
+        self.skip = 0
         self.out = streams.StreamWriter(
             rt.streams,
             streams.key(request.conversation_id, request.turn_key, "out"),
@@ -191,9 +205,12 @@ class _Speaker:
         self.pending: list[dict[str, bytes | str | int]] = []
 
     async def say(self, sentence: str) -> None:
-        start = self.progress.audio_ms
+        start = self.progress.audio_ms - self.progress.partial_ms
+        # An earlier attempt may have died inside this sentence: its entry and first audio
+        # are out, so only the rest is written (the synthesizer makes the same audio again).
+        self.skip = self.progress.partial_ms // FRAME_MS * FRAME_BYTES
         # The sentence's entry goes out with its first audio, in the same round trip.
-        self.pending = [{"sentence": sentence, "ms": start}]
+        self.pending = [] if self.skip else [{"sentence": sentence, "ms": start}]
         if not self.first_audio:
             self.synthesis_started = time.time()
         carry = b""
@@ -208,20 +225,33 @@ class _Speaker:
         if self.pending:  # the sentence made no audio
             await self._write([])
         self.progress.sentences.append(SpokenSentence(text=sentence, start_ms=start))
+        self.progress.partial_ms = 0
         activity.heartbeat(self.progress.model_dump())
 
     async def _frames(self, pcm: bytes) -> None:
         """Writes whole 20 ms frames: the turn's first on its own, so it leaves at once, and
         the rest in batches, one round trip each rather than one per frame."""
+        if self.skip:
+            skipped = min(self.skip, len(pcm))
+            self.skip -= skipped
+            pcm = pcm[skipped:]
         frames = [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
         if not self.first_audio and frames:
             await self._write(frames[:1])
             frames = frames[1:]
+            # Fault injection: the caller is hearing the reply's first words.
+            await faults.hold_open(
+                "the reply mid sentence",
+                self.rt.settings.fault_speak_delay_s,
+                self.progress.model_dump,
+            )
         for index in range(0, len(frames), FRAMES_PER_WRITE):
             await self._write(frames[index : index + FRAMES_PER_WRITE])
 
     async def _write(self, frames: list[bytes]) -> None:
-        async with self.rt.streams.pipeline(transaction=False) as pipe:
+        # One transaction: the audio and the progress that records it land together or not
+        # at all, even when the worker dies mid write.
+        async with self.rt.streams.pipeline(transaction=True) as pipe:
             if frames and not self.first_audio:
                 self.first_audio = True
                 # Marked before the frame is written, so the edge finds the marks with the
@@ -239,6 +269,12 @@ class _Speaker:
             for frame in frames:
                 self.out.queue(pipe, {"pcm": frame, "ms": self.progress.audio_ms})
                 self.progress.audio_ms += FRAME_MS
+                self.progress.partial_ms += FRAME_MS
+            pipe.set(
+                self.progress_key,
+                self.progress.model_dump_json(),
+                ex=self.rt.settings.audio_stream_ttl_s,
+            )
             await pipe.execute()
 
     async def finish(self, interrupted: bool) -> SpeakResult:
@@ -260,7 +296,7 @@ class _Speaker:
 @activity.defn
 async def speak(request: SpeakInput) -> SpeakResult:
     """Speaks the reply sentence by sentence while the LLM is still writing it."""
-    progress: _SpeakProgress = _progress(_SpeakProgress)
+    progress = await _resumed(request)
     speaker = _Speaker(request, progress)
     try:
         if request.text is not None:
@@ -276,13 +312,41 @@ async def speak(request: SpeakInput) -> SpeakResult:
     return await speaker.finish(interrupted=False)
 
 
+def _progress_key(request: SpeakInput) -> str:
+    # Per activity, not per turn: a turn's stream can have a second speaker (an apology).
+    return streams.progress_key(
+        request.conversation_id, request.turn_key, f"speak-{activity.info().activity_id}"
+    )
+
+
+async def _resumed(request: SpeakInput) -> _SpeakProgress:
+    """Where an earlier attempt of this activity got to; a first attempt starts afresh."""
+    if activity.info().attempt == 1:
+        return _SpeakProgress()
+    raw = await runtime.current().streams.get(_progress_key(request))
+    if raw:
+        try:
+            return _SpeakProgress.model_validate_json(raw)
+        except ValueError:
+            activity.logger.warning("ignoring unreadable speaker progress")
+    progress: _SpeakProgress = _progress(_SpeakProgress)
+    return progress
+
+
 async def _speak_stream(speaker: _Speaker, progress: _SpeakProgress) -> None:
     rt = runtime.current()
     request = speaker.request
     source = streams.key(request.conversation_id, request.turn_key, "text")
     buffer = SentenceBuffer()
-    # A retry rebuilds the sentences consumed so far and speaks only those not yet spoken.
-    pending = buffer.push(progress.consumed)[len(progress.sentences) :]
+    # A retry rebuilds the sentences consumed so far and speaks only those not yet spoken
+    # (the first of them resumed where it was cut).
+    pending = buffer.push(progress.consumed)
+    if progress.text_ended:
+        # The end was read already: the stream has nothing more to say.
+        for sentence in [*pending, *buffer.flush()][len(progress.sentences) :]:
+            await speaker.say(sentence)
+        return
+    pending = pending[len(progress.sentences) :]
     waiting = request.started_early and progress.text_offset == "0-0"
     idle_since = time.monotonic()
     while True:
@@ -304,7 +368,7 @@ async def _speak_stream(speaker: _Speaker, progress: _SpeakProgress) -> None:
         for entry_id, fields in entries:
             progress.text_offset = entry_id
             if b"end" in fields:
-                ended = True
+                ended = progress.text_ended = True
                 break
             delta = _decode(fields.get(b"d"))
             progress.consumed += delta

@@ -5,12 +5,28 @@ from __future__ import annotations
 import hashlib
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 PIN_HANDOFF_TTL_S = 30
+# A client built from a URL gets no retries from redis-py: a Redis restart would fail every
+# command in flight, blocking stream reads included. These ride through one, reconnecting
+# (pub/sub subscriptions are renewed): backoffs of 0.2, 0.4, 0.8, 1 and 1 s, so a Redis that
+# stays down fails a command after about 3.5 s, as before plus the wait.
+RECONNECT_RETRIES = 5
+RECONNECT_BACKOFF = ExponentialBackoff(cap=1.0, base=0.1)
+CONNECT_TIMEOUT_S = 5.0
 
 
-def client(url: str) -> aioredis.Redis:
-    return aioredis.from_url(url, decode_responses=True)
+def client(url: str, decode_responses: bool = True) -> aioredis.Redis:
+    return aioredis.from_url(
+        url,
+        decode_responses=decode_responses,
+        retry=Retry(RECONNECT_BACKOFF, RECONNECT_RETRIES),
+        retry_on_error=[ConnectionError, TimeoutError],
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+    )
 
 
 def token_digest(token: str) -> str:

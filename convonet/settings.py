@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Development default for the PIN pepper: `make run` works with no set-up, and production
 # refuses it, so a forgotten secret can never ship.
 DEV_PIN_PEPPER = "dev-only-pin-pepper-change-me"
+# Fault-injection settings (tests and `make chaos` only): production refuses any set.
+FAULT_SETTINGS = ("fault_tool_delay_after_commit_s", "fault_llm_delay_s", "fault_speak_delay_s")
 
 
 class ConfigError(Exception):
@@ -110,14 +112,24 @@ class Settings(BaseSettings):
     google_calendar_token_file: Path | None = None
     google_calendar_id: str = "primary"
 
-    # Fault injection for the durability tests and `make chaos`; zero in normal runs.
+    # Fault injection for the durability tests and `make chaos`; zero in normal runs and
+    # refused in production. Each holds one phase of a turn open so a test can kill the
+    # worker inside it.
     fault_tool_delay_after_commit_s: float = Field(0.0, ge=0)
+    # Each LLM step waits this long before the engine is asked.
+    fault_llm_delay_s: float = Field(0.0, ge=0)
+    # The reply pauses this long once its first audio is written (mid reply).
+    fault_speak_delay_s: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.convonet_env == "production":
             if self.pin_pepper == DEV_PIN_PEPPER:
                 raise ValueError("PIN_PEPPER must be set to a secret value in production")
+            # A fault hook left on would stall real callers' turns.
+            for name in FAULT_SETTINGS:
+                if getattr(self, name):
+                    raise ValueError(f"{name.upper()} must be 0 in production")
         return self
 
     @property

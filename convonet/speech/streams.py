@@ -6,7 +6,9 @@ One turn of one conversation owns five keys, all expiring after `AUDIO_STREAM_TT
 - `stt`: interim and final transcripts for the page;
 - `text`: the reply's text deltas (`d`), closed by `end`;
 - `out`: the reply's audio frames (`pcm` with the offset `ms`), sentence marks and `end`;
-- `timing`: a hash of epoch-millisecond marks (speech end, STT final, first token, ...).
+- `timing`: a hash of epoch-millisecond marks (speech end, STT final, first token, ...);
+
+and each speaker of the turn records how far it got beside `out` (`progress_key`).
 
 Workflows see only the turn key; audio and token streams never enter a workflow payload.
 """
@@ -19,6 +21,8 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from convonet import redis_keys
+
 StreamKind = Literal["in", "stt", "text", "out", "timing"]
 # 20 ms frames: a 60 s utterance or reply fits in full.
 MAX_STREAM_LEN = 4000
@@ -26,6 +30,12 @@ MAX_STREAM_LEN = 4000
 
 def key(conversation_id: str, turn_key: str, kind: StreamKind) -> str:
     return f"convonet:turn:{conversation_id}:{turn_key}:{kind}"
+
+
+def progress_key(conversation_id: str, turn_key: str, writer: str) -> str:
+    """Where one writer of the turn's streams records how far it got, in the same transaction
+    as what it wrote, so a retry resumes exactly there. Expires with the streams."""
+    return f"{key(conversation_id, turn_key, 'out')}:progress:{writer}"
 
 
 def new_turn_key(kind: Literal["u", "t"]) -> str:
@@ -39,8 +49,9 @@ def now_ms() -> int:
 
 
 def binary_client(url: str) -> aioredis.Redis:
-    """Audio streams hold raw bytes, so this client does not decode responses."""
-    return aioredis.from_url(url, decode_responses=False)
+    """Audio streams hold raw bytes, so this client does not decode responses. It reconnects
+    like every other client (a blocking read survives a Redis restart)."""
+    return redis_keys.client(url, decode_responses=False)
 
 
 class StreamWriter:
