@@ -3,12 +3,14 @@ interim and final transcripts, reply text, reply audio frames and the turn's tim
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from api.protocol import TimingsOut
 from convonet import metrics
@@ -22,6 +24,8 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 # A turn whose streams stay silent this long is abandoned (the worker is retrying or gone).
 IDLE_TIMEOUT_S = 90.0
 BLOCK_MS = 1000
+# Redis away (a restart, a failover): read again this soon, from the same offsets.
+REDIS_RETRY_S = 0.5
 
 
 async def relay_turn(
@@ -33,7 +37,14 @@ async def relay_turn(
     seq = 0
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < IDLE_TIMEOUT_S:
-        items = await streams.read_many(redis, offsets, BLOCK_MS)
+        try:
+            items = await streams.read_many(redis, offsets, BLOCK_MS)
+        except RedisError as error:
+            # The offsets stand, so nothing is skipped or sent twice once Redis is back; a
+            # Redis gone for good ends the turn at the idle timeout like a silent worker.
+            log.warning("turn %s: Redis unavailable (%s); retrying", turn_key, error)
+            await asyncio.sleep(REDIS_RETRY_S)
+            continue
         if items:
             idle_since = time.monotonic()
         for name, (entry_id, fields) in items:

@@ -36,7 +36,9 @@ with workflow.unsafe.imports_passed_through():
         TransferState,
     )
 
-STEP_TIMEOUT = timedelta(seconds=30)
+# Each step is a database write, a publish or one Twilio REST call: a worker that dies in
+# one is noticed (and the step retried elsewhere) after this long, while the caller waits.
+STEP_TIMEOUT = timedelta(seconds=10)
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=300), maximum_interval=timedelta(seconds=5)
 )
