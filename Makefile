@@ -6,15 +6,22 @@ STAMP := $(VENV)/.installed
 # npm writes this file on every install; it is newer than the lock file once installed.
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: run test install lint typecheck format lock clean
+.PHONY: run test chaos install lint typecheck format lock clean
 
 run: install
 	$(VENV)/bin/convonet migrate
 	$(VENV)/bin/convonet seed
 	exec $(VENV)/bin/convonet dev
 
+# The chaos suite (tests/chaos) starts its own servers and takes minutes: `make chaos`.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/chaos
+
+# Fault injection on the real stack: kills and restarts processes mid-call (a few minutes).
+# The two cases about API processes also run in `make test`.
+CHAOS_ALSO := tests/web/test_api_restart_in_browser.py tests/transfer/test_two_api_processes.py
+chaos: install
+	$(PY) -m pytest -q -s tests/chaos $(CHAOS_ALSO)
 
 install: $(STAMP) $(NODE_STAMP)
 

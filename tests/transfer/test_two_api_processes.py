@@ -44,6 +44,7 @@ async def test_caller_and_agent_on_different_api_processes(
         assert (await agent.request("answer", {"transfer_id": ring["transfer_id"]}))["ok"]
         bridged = await caller.wait_for("transfer", state="bridged", timeout=30)
         assert bridged["agent_name"] == "Dana Agent"
+        print(f"\n    caller on API :{ports[0]}, dashboard on API :{ports[1]}: rang and bridged")
 
         await caller.open_mic()
         await asyncio.gather(caller.stream(tone(440, 1.0)), agent.stream(tone(1000, 1.0)))
@@ -52,6 +53,7 @@ async def test_caller_and_agent_on_different_api_processes(
         assert len(caller.bridge_audio) >= 0.5 * SAMPLE_RATE * 2
         assert abs(dominant_frequency(bytes(agent.heard)) - 440) < 10
         assert abs(dominant_frequency(bytes(caller.bridge_audio)) - 1000) < 10
+        print("    audio both ways across the two processes: 440 Hz to the agent, 1 kHz back")
 
         assert (await agent.request("hang_up", {"transfer_id": ring["transfer_id"]}))["ok"]
         await caller.wait_for("transfer", state="ended", timeout=30)
@@ -63,6 +65,7 @@ async def test_caller_and_agent_on_different_api_processes(
         await agent.close()
         record = await call_record(settings, status["conversation_id"])
         assert record.state == "ended" and record.answered_at and record.bridged_at
+        print("    hung up: the assistant took the caller back; the call record is complete")
     finally:
         for process in (*apis, worker):
             stop(process)

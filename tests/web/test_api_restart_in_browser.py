@@ -52,6 +52,7 @@ async def test_page_survives_a_restart_and_a_crash_of_its_api(
             await until_healthy(url)
             page = await _logged_in_page(context, url)
             await _say(page, "add a todo renew the lease", "renew the lease")
+            print(f"\n    caller page logged in on the API (pid {api.pid}), turn 1 answered")
             session = await _conversation(page)
             sockets = await page.evaluate(CONVERSATION)
 
@@ -61,12 +62,16 @@ async def test_page_survives_a_restart_and_a_crash_of_its_api(
             await expect(page.locator("#error")).to_have_text(
                 "Convonet is restarting. Reconnecting…"
             )
+            print("    SIGTERM: the API stopped gracefully; the page says Convonet is restarting")
             api = start("api", env, log)
             await until_healthy(url)
             await wait_until(page, f"{CONVERSATION} > {sockets}", timeout=15_000)
             await expect(page.locator("#status")).to_contain_text("Talking with the assistant")
             assert await _conversation(page) == session
             await _say(page, "what are my todos", "renew the lease")
+            print(
+                f"    next API (pid {api.pid}): the page resumed the same conversation, turn 2 ok"
+            )
             sockets = await page.evaluate(CONVERSATION)
 
             # A crash: no notice, the page backs off and retries until the next process.
@@ -78,6 +83,7 @@ async def test_page_survives_a_restart_and_a_crash_of_its_api(
             await expect(page.locator("#status")).to_contain_text("Talking with the assistant")
             assert await _conversation(page) == session
             await _say(page, "what are my todos", "renew the lease")
+            print(f"    kill -9, next API (pid {api.pid}): resumed again, the todo still listed")
         finally:
             stop(api, signal.SIGKILL)
     assert "going_away" not in log.read_text()  # the notice is an event, not an error
