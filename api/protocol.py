@@ -24,6 +24,14 @@ LIFECYCLE_EVENTS = frozenset({"connect", "disconnect"})
 log = logging.getLogger("convonet.api")
 
 
+def storable_text(text: str) -> str:
+    """Refuses NUL, which PostgreSQL text cannot hold: a clear error at the edge rather
+    than a failed save further on."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
 class ClientMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -44,14 +52,8 @@ class TextTurnIn(ClientMessage):
     # Also speak the reply (the voice app does; `convonet call` need not).
     speak: bool = False
 
-    @field_validator("text")
-    @classmethod
-    def _storable(cls, text: str) -> str:
-        # PostgreSQL text cannot hold NUL: a turn quoting one stalled on its tool's retries
-        # and ended in an apology; refused here instead.
-        if "\x00" in text:
-            raise ValueError("must not contain NUL characters")
-        return text
+    # A turn quoting a NUL stalled on its tool's retries and ended in an apology.
+    _storable = field_validator("text")(storable_text)
 
 
 MicMode = Literal["hands_free", "push_to_talk"]

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.protocol import storable_text
+
 AGENT_NAMESPACE = "/agent"
 AgentMode = Literal["builtin", "pbx"]
 Disposition = Literal["resolved", "follow-up", "escalated", "no-action"]
@@ -51,13 +53,8 @@ class DispositionIn(ClientMessage):
     disposition: Disposition
     notes: str = Field("", max_length=2000)
 
-    @field_validator("notes")
-    @classmethod
-    def _storable(cls, notes: str) -> str:
-        # PostgreSQL text cannot hold NUL: refused here, rather than lost in a failed save.
-        if "\x00" in notes:
-            raise ValueError("must not contain NUL characters")
-        return notes
+    # Notes with a NUL were lost in a failed save.
+    _storable = field_validator("notes")(storable_text)
 
 
 class DispositionOut(BaseModel):

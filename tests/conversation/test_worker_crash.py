@@ -16,22 +16,14 @@ from convonet.db.session import session_scope
 from convonet.seed import seed
 from convonet.settings import Settings
 from convonet.temporal_client import connect
-from tests.system import run_api
+from tests.processes import process_env
+from tests.system import free_port, run_api
 from worker import running_worker
 
 
 def _worker_process(settings: Settings, fault_delay_s: float) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CONVONET_ENV": "test",
-        "DATABASE_URL": settings.effective_database_url,
-        "REDIS_URL": settings.effective_redis_url,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "PIN_PEPPER": settings.pin_pepper,
-        "FAULT_TOOL_DELAY_AFTER_COMMIT_S": str(fault_delay_s),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = process_env(settings, free_port(), log_level="WARNING")
+    env["FAULT_TOOL_DELAY_AFTER_COMMIT_S"] = str(fault_delay_s)
     return subprocess.Popen(
         [sys.executable, "-m", "convonet.cli", "worker"], env=env, start_new_session=True
     )
