@@ -40,8 +40,15 @@ class RunningSystem:
 async def run_api(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
     port = port or free_port()
     settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
+    # As `convonet api` does: a connection that will not close is cancelled after 5 s
+    # rather than hold the shutdown (and the test) forever.
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
