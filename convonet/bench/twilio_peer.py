@@ -55,6 +55,23 @@ FRAME_S = 0.020
 OnMedia = Callable[[bytes], None]
 
 
+def twilio_basic_auth_ok(request: Request, account_sid: str, auth_token: str) -> bool:
+    """Twilio's REST authentication: HTTP Basic with the account SID and auth token, on a
+    path under that same account."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(encoded).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return (
+        secrets.compare_digest(user, account_sid)
+        and secrets.compare_digest(password, auth_token)
+        and request.path_params["account_sid"] == account_sid
+    )
+
+
 @dataclass
 class PeerCall:
     sid: str
@@ -290,18 +307,7 @@ class TwilioPeer:
         )
 
     def _authorized(self, request: Request) -> bool:
-        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return (
-            secrets.compare_digest(user, self.account_sid)
-            and secrets.compare_digest(password, self.auth_token)
-            and request.path_params["account_sid"] == self.account_sid
-        )
+        return twilio_basic_auth_ok(request, self.account_sid, self.auth_token)
 
     async def _create(self, request: Request) -> Response:
         if not self._authorized(request):

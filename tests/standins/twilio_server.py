@@ -64,6 +64,8 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from convonet.bench.twilio_peer import twilio_basic_auth_ok
+
 API_VERSION = "2010-04-01"
 TERMINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 NOT_ANSWERED = frozenset({"queued", "initiated", "ringing"})
@@ -747,18 +749,7 @@ class TwilioStandIn:
         return parse_qs((await request.body()).decode(), keep_blank_values=True)
 
     def _authorized(self, request: Request) -> bool:
-        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return (
-            secrets.compare_digest(user, self.account_sid)
-            and secrets.compare_digest(password, self.auth_token)
-            and request.path_params["account_sid"] == self.account_sid
-        )
+        return twilio_basic_auth_ok(request, self.account_sid, self.auth_token)
 
     def _logged(self, request: Request, response: Response) -> Response:
         self.rest_log.append((request.method, request.url.path, response.status_code))
