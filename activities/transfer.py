@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities import runtime
+from activities import faults, runtime
 from convonet import events
 from convonet.agent.summary import summarize
 from convonet.db.models import Agent, CallRecord
@@ -114,7 +114,8 @@ async def record_transfer(request: RecordInput) -> None:
 
 @activity.defn(name="transfer.dial")
 async def dial_agent(request: DialInput) -> str:
-    """Rings the agent; a retry after the leg was created returns the same leg."""
+    """Rings the agent once: a retry returns the leg an earlier attempt recorded, or adopts
+    the live leg it dialled before its worker died, and dials only when there is neither."""
     rt = runtime.current()
     async with session_scope(rt.settings.effective_database_url) as session:
         record = await session.get(CallRecord, request.call_record_id)
@@ -123,16 +124,25 @@ async def dial_agent(request: DialInput) -> str:
         if record.leg_id:
             return record.leg_id
         pop = await transfers.screen_pop(session, record, request.ring_timeout_s)
-    leg_id = await rt.agent_leg.dial(
-        DialRequest(
-            transfer_id=request.transfer_id,
-            conversation_id=request.conversation_id,
-            agent_id=request.agent_id,
-            extension=request.extension,
-            ring_timeout_s=request.ring_timeout_s,
-            screen_pop=pop,
-        )
+        dialling_since = record.dialing_at
+    dial = DialRequest(
+        transfer_id=request.transfer_id,
+        conversation_id=request.conversation_id,
+        agent_id=request.agent_id,
+        extension=request.extension,
+        ring_timeout_s=request.ring_timeout_s,
+        screen_pop=pop,
     )
+    attempt = activity.info().attempt
+    leg_id = None
+    if attempt > 1 and dialling_since is not None:
+        leg_id = await rt.agent_leg.find_dialled(dial, dialling_since)
+        if leg_id:
+            activity.logger.warning("adopted leg %s that an earlier attempt dialled", leg_id)
+    if not leg_id:
+        leg_id = await rt.agent_leg.dial(dial)
+    if attempt == 1:  # the fault stands for one worker dying here, so the retry goes on
+        await faults.hold_open("the dial", rt.settings.fault_dial_delay_s)
     async with session_scope(rt.settings.effective_database_url) as session:
         await transfers.record_state(
             session, request.call_record_id, TransferState.DIALING.value, leg_id=leg_id

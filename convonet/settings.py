@@ -13,7 +13,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # refuses it, so a forgotten secret can never ship.
 DEV_PIN_PEPPER = "dev-only-pin-pepper-change-me"
 # Fault-injection settings (tests and `make chaos` only): production refuses any set.
-FAULT_SETTINGS = ("fault_tool_delay_after_commit_s", "fault_llm_delay_s", "fault_speak_delay_s")
+FAULT_SETTINGS = (
+    "fault_tool_delay_after_commit_s",
+    "fault_llm_delay_s",
+    "fault_speak_delay_s",
+    "fault_dial_delay_s",
+)
 
 
 class ConfigError(Exception):
@@ -120,6 +125,8 @@ class Settings(BaseSettings):
     fault_llm_delay_s: float = Field(0.0, ge=0)
     # The reply pauses this long once its first audio is written (mid reply).
     fault_speak_delay_s: float = Field(0.0, ge=0)
+    # A dial's first attempt rings the agent, then waits this long before recording the leg.
+    fault_dial_delay_s: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

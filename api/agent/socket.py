@@ -58,6 +58,9 @@ class _Agent:
     call: _Call | None = None
     bucket: TokenBucket = field(default_factory=lambda: TokenBucket(100))
     seq: int = 0
+    # The transfer this dashboard was last rung for: a dial retried after its worker died
+    # publishes the same ring again, and the agent must see it once.
+    rung: str | None = None
 
 
 def _ack(data: BaseModel | dict[str, Any] | None = None) -> dict[str, Any]:
@@ -264,7 +267,9 @@ class AgentNamespace(EventNamespace):
         if agent is None:
             return
         if isinstance(event, events.RingEvent):
-            await self.emit("ring", {"call": event.call.model_dump(mode="json")}, to=sid)
+            if agent.rung != event.call.transfer_id:
+                agent.rung = event.call.transfer_id
+                await self.emit("ring", {"call": event.call.model_dump(mode="json")}, to=sid)
             # The dashboard is showing the call: for the transfer, the phone is ringing.
             try:
                 await signal_leg(self.services, event.call.transfer_id, LegStatus.RINGING)

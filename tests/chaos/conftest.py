@@ -63,6 +63,7 @@ ORDER = (
     "test_redis_restart.py",
     "test_temporal_restart.py",
     "test_transfer_worker_restart.py",
+    "test_dial_kill.py",
 )
 
 

@@ -25,6 +25,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from activities.faults import HOLD_MESSAGE
 from convonet.db.models import Todo, ToolExecution
 from convonet.db.session import session_scope
 from convonet.dev_supervisor import ManagedProcess, http_answers, redis_process, temporal_process
@@ -48,6 +49,11 @@ LOG_TAIL_LINES = 40
 def say(message: str) -> None:
     """One line of what a case did or checked."""
     print(f"    {message}", flush=True)
+
+
+def hold_line(phase: str) -> str:
+    """What a worker with a FAULT_* hold logs once it holds `phase` open."""
+    return HOLD_MESSAGE.split("%s")[0] + phase
 
 
 # ---- processes -----------------------------------------------------------------------
@@ -156,6 +162,7 @@ class Stack:
         self.url = settings.public_base_url
         self.api: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
+        self.extra_env: dict[str, str] = {}
         self._client: Client | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -184,6 +191,7 @@ class Stack:
             # One decoder process per worker: the machine is small and shared.
             POCKETSPHINX_PROCESSES="1",
         )
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -200,6 +208,14 @@ class Stack:
             "api", [CONVONET, "api"], ready=lambda: http_answers(health), env=self.env()
         )
         await start_process(self.api, self.log_dir, API_READY_S)
+
+    async def configure(self, **env: str) -> None:
+        """Adds settings (by environment variable) for every process, and restarts the API
+        with them."""
+        self.extra_env.update(env)
+        if self.api is not None:
+            await stop(self.api)
+        await self.start_api()
 
     async def start_worker(self, **faults: float) -> ManagedProcess:
         """A `convonet worker` process, once it polls the task queue. `faults` are FAULT_*

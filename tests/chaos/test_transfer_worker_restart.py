@@ -18,8 +18,8 @@ from convonet.speech.audio import SAMPLE_BYTES, SAMPLE_RATE
 from tests.chaos.harness import CASE_S, Stack, kill9, say
 from tests.transfer.helpers import call_record, tone
 
-# A transfer activity running on a killed worker is retried after its 30 s start-to-close
-# timeout (workflows/transfer/workflow.py, STEP_TIMEOUT), so a ring can take that long.
+# A transfer activity running on a killed worker is retried after its start-to-close timeout
+# (workflows/transfer/workflow.py, STEP_TIMEOUT) and a new worker's start: a ring can wait.
 RING_S = 60.0
 SETTLE_S = 60.0
 
@@ -73,10 +73,10 @@ async def test_transfer_survives_worker_kills(stack: Stack) -> None:
             f"{outcome['state']} {outcome.get('reason') or ''}".rstrip()
             + f"; call records: {records} (state {record.state})"
         )
-        # Dialling is at-least-once: a dial killed after it rang and before it recorded the
-        # leg rings again when retried. Never another transfer, never more than a retry.
-        say(f"rings shown to the agent: {len(rings)}, all for this transfer")
-        assert records == 1 and rings == [transfer_id] * len(rings) and len(rings) <= 2
+        # A dial killed after it rang publishes the ring again when retried: the dashboard
+        # is shown it once all the same.
+        say(f"rings shown to the agent: {len(rings)}, for this transfer")
+        assert records == 1 and rings == [transfer_id]
         if outcome["state"] == "bridged":
             assert ack["ok"], ack
             assert record.state == "bridged" and record.answered_at and record.bridged_at

@@ -13,22 +13,16 @@ from typing import Any
 
 import pytest
 
-from activities.faults import HOLD_MESSAGE
 from convonet.call_client import ScriptedCaller
 from convonet.dev_supervisor import ManagedProcess
 from convonet.settings import FAULT_SETTINGS, ConfigError, load_settings
 from convonet.speech import streams
 from convonet.speech.audio import FRAME_BYTES, FRAME_MS, SAMPLE_BYTES, SAMPLE_RATE, silence
-from tests.chaos.harness import CASE_S, Stack, identity, kill9, say
+from tests.chaos.harness import CASE_S, Stack, hold_line, identity, kill9, say
 from tests.speech_samples import speak
 
 HOLD_S = 40.0  # longer than any case waits: the kill always comes first
 TURN_S = 90.0  # a killed worker's turn: ~10 s of workflow task timeout, then the work again
-
-
-def _hold_line(phase: str) -> str:
-    """What the doomed worker logs once it holds `phase` open."""
-    return HOLD_MESSAGE.split("%s")[0] + phase
 
 
 async def _logged_in(stack: Stack) -> tuple[ScriptedCaller, str]:
@@ -112,7 +106,7 @@ async def test_killed_in_llm_step(stack: Stack) -> None:
         caller, conversation_id = await _logged_in(stack)
         text = "add a todo to water the plants"
         turn = asyncio.create_task(caller.request("text_turn", {"text": text, "speak": True}))
-        await stack.wait_log(doomed, _hold_line("the LLM step"), timeout=30)
+        await stack.wait_log(doomed, hold_line("the LLM step"), timeout=30)
         todos, runs = await stack.rows("water the plants")
         pid = await kill9(doomed)
         killed = time.monotonic()
@@ -142,7 +136,7 @@ async def test_killed_in_tool_call_after_commit(stack: Stack) -> None:
         caller, conversation_id = await _logged_in(stack)
         text = "add a todo buy bread"
         turn = asyncio.create_task(caller.say(text))
-        await stack.wait_log(doomed, _hold_line("tool create_todo after its commit"), timeout=30)
+        await stack.wait_log(doomed, hold_line("tool create_todo after its commit"), timeout=30)
         todos, runs = await stack.rows("buy bread")
         pid = await kill9(doomed)
         killed = time.monotonic()
@@ -172,7 +166,7 @@ async def test_killed_while_speaking(stack: Stack) -> None:
         caller, conversation_id = await _logged_in(stack)
         text = "add a todo to call the plumber"
         turn = asyncio.create_task(caller.request("text_turn", {"text": text, "speak": True}))
-        await stack.wait_log(doomed, _hold_line("the reply mid sentence"), timeout=30)
+        await stack.wait_log(doomed, hold_line("the reply mid sentence"), timeout=30)
         ack = await asyncio.wait_for(turn, 30)  # the answer is known; it is being spoken
         assert ack["ok"], ack
         reply = ack["data"]

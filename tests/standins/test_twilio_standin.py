@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request, Response
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from websockets.asyncio.server import ServerConnection, serve
@@ -155,9 +155,9 @@ def twiml(url: str, token: str = "media-token") -> str:
 async def create(
     client: Client, callback: str, twiml_text: str = "<Response/>", **extra: Any
 ) -> Any:
+    extra.setdefault("to", "sip:1001@pbx.example.test")
     return await asyncio.to_thread(
         client.calls.create,
-        to="sip:1001@pbx.example.test",
         from_="+15005550006",
         twiml=twiml_text,
         status_callback=callback,
@@ -227,6 +227,29 @@ async def test_sdk_call_is_recorded_and_callbacks_are_signed() -> None:
         assert (final["CallStatus"], final["CallDuration"]) == ("canceled", "0")
         assert all(valid for _, valid in rx.records)
         assert [c.status_code for c in call.callbacks] == [204, 204, 204]
+
+
+async def test_calls_are_listed_newest_first_by_status_and_to() -> None:
+    async with TwilioStandIn(ACCOUNT, TOKEN, auto_initiated=False) as standin:
+        client = sdk(standin)
+        first = await create(client, "http://127.0.0.1:9/cb")
+        second = await create(client, "http://127.0.0.1:9/cb", to="sip:1002@pbx.example.test")
+        await asyncio.to_thread(client.calls(first.sid).update, status="canceled")
+
+        listed = await asyncio.to_thread(client.calls.list)
+        assert [c.sid for c in listed] == [second.sid, first.sid]
+        queued = await asyncio.to_thread(client.calls.list, status="queued")
+        assert [c.sid for c in queued] == [second.sid]
+        canceled = await asyncio.to_thread(client.calls.list, status="canceled")
+        assert [(c.sid, c.to) for c in canceled] == [(first.sid, "sip:1001@pbx.example.test")]
+        to_1002 = await asyncio.to_thread(client.calls.list, to="sip:1002@pbx.example.test")
+        assert [c.sid for c in to_1002] == [second.sid]
+        one = await asyncio.to_thread(client.calls.list, page_size=1, limit=1)
+        assert [c.sid for c in one] == [second.sid]
+        # The SDK reports a page it could not fetch as a TwilioException with the response.
+        with pytest.raises(TwilioException) as refused:
+            await asyncio.to_thread(sdk(standin, token="wrong").calls.list)
+        assert "401" in str(refused.value)
 
 
 async def test_rest_errors_reach_the_sdk_as_twilio_errors() -> None:

@@ -10,6 +10,8 @@ Point the SDK at it with `client.api.base_url = standin.base_url` (twilio 9 buil
 Calls URL from `Domain.base_url`). Leave `region`/`edge` and TWILIO_REGION/TWILIO_EDGE
 unset: with either, the SDK rewrites the host name and the loopback address breaks.
 
+Calls can be read one by one or listed (newest first, filtered by To, From and Status).
+
 A call's life is the test's to drive, as a phone and Twilio would: `ring`, `answer` (which
 connects the TwiML's `<Connect><Stream>` and sends `connected` and `start`), `send_audio`
 (20 ms `media` frames, paced in real time), `hang_up` (`stop`, close, `completed`) or
@@ -740,6 +742,7 @@ class TwilioStandIn:
         return Starlette(
             routes=[
                 Route(f"{base}/Calls.json", self._create_call, methods=["POST"]),
+                Route(f"{base}/Calls.json", self._list_calls, methods=["GET"]),
                 Route(f"{base}/Calls/{{call_sid}}.json", self._call, methods=["GET", "POST"]),
             ]
         )
@@ -796,6 +799,36 @@ class TwilioStandIn:
             call._initiated = self._spawn(self._set_status(call, "initiated"))
         self._new_calls.put_nowait(call)
         return self._logged(request, JSONResponse(self._call_json(call), status_code=201))
+
+    async def _list_calls(self, request: Request) -> Response:
+        """The account's calls, newest first, filtered by To, From and Status as Twilio's
+        list is (one page: the stand-in holds few calls)."""
+        if not self._authorized(request):
+            return self._logged(request, _unauthorized())
+        query = request.query_params
+        filters = {"to": query.get("To"), "from_": query.get("From"), "status": query.get("Status")}
+        try:
+            page_size = int(query.get("PageSize", "50"))
+        except ValueError:
+            return self._logged(request, _error(400, 20001, "PageSize must be a number"))
+        calls = [
+            call
+            for call in sorted(self.calls.values(), key=lambda c: c.date_created, reverse=True)
+            if all(value is None or getattr(call, name) == value for name, value in filters.items())
+        ][:page_size]
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls.json"
+        body = {
+            "calls": [self._call_json(call) for call in calls],
+            "end": max(len(calls) - 1, 0),
+            "first_page_uri": f"{uri}?PageSize={page_size}&Page=0",
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{uri}?PageSize={page_size}&Page=0",
+        }
+        return self._logged(request, JSONResponse(body))
 
     async def _call(self, request: Request) -> Response:
         if not self._authorized(request):

@@ -1,13 +1,33 @@
-"""Shared by the transfer tests: test tones, their pitch, and the call record of a call."""
+"""Shared by the transfer tests: test tones, their pitch, the call record of a call, and
+settings that point Twilio mode at the stand-in."""
 
 from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import select
 
+from convonet.call_client import ScriptedCaller
 from convonet.db.models import CallRecord
 from convonet.db.session import session_scope
 from convonet.settings import Settings
+from tests.standins.twilio_server import TwilioStandIn
+
+TWILIO_ACCOUNT = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "test-auth-token-" + "x" * 16
+
+
+def twilio_settings(settings: Settings, standin: TwilioStandIn, **extra: object) -> Settings:
+    """Twilio mode, against the stand-in, ringing extensions of pbx.example.test."""
+    return settings.model_copy(
+        update={
+            "twilio_account_sid": TWILIO_ACCOUNT,
+            "twilio_auth_token": TWILIO_TOKEN,
+            "twilio_from_number": "+15550001111",
+            "twilio_api_base_url": standin.base_url,
+            "fusionpbx_domain": "pbx.example.test",
+            **extra,
+        }
+    )
 
 
 def tone(frequency: float, seconds: float, rate: int = 16_000, amplitude: float = 0.4) -> bytes:
@@ -31,3 +51,13 @@ async def call_record(settings: Settings, conversation_id: str) -> CallRecord:
         )
         assert record is not None
         return record
+
+
+async def start_transfer(url: str, department: str) -> tuple[ScriptedCaller, str]:
+    """A caller logged in with the demo PIN who asked for `department`; and the conversation."""
+    caller = ScriptedCaller(url)
+    status = await caller.connect()
+    await caller.login("1234")
+    reply = await caller.say(f"transfer me to {department}")
+    assert reply["state"] == "transferring", reply
+    return caller, str(status["conversation_id"])

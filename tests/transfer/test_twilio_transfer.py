@@ -12,47 +12,29 @@ from urllib.parse import parse_qs, urlparse
 import websockets
 from sqlalchemy import select
 
-from convonet.call_client import ScriptedCaller
 from convonet.db.models import CallRecord
 from convonet.db.session import session_scope
 from convonet.seed import seed
 from convonet.settings import Settings
 from tests.standins.twilio_server import StandInCall, TwilioStandIn
 from tests.system import running_system
-from tests.transfer.helpers import call_record, dominant_frequency, tone
-
-ACCOUNT = "AC" + "0123456789abcdef" * 2
-TOKEN = "test-auth-token-" + "x" * 16
-
-
-def _twilio(settings: Settings, standin: TwilioStandIn, **extra: object) -> Settings:
-    return settings.model_copy(
-        update={
-            "twilio_account_sid": ACCOUNT,
-            "twilio_auth_token": TOKEN,
-            "twilio_from_number": "+15550001111",
-            "twilio_api_base_url": standin.base_url,
-            "fusionpbx_domain": "pbx.example.test",
-            **extra,
-        }
-    )
-
-
-async def _start_transfer(url: str, department: str) -> tuple[ScriptedCaller, str]:
-    caller = ScriptedCaller(url)
-    status = await caller.connect()
-    await caller.login("1234")
-    reply = await caller.say(f"transfer me to {department}")
-    assert reply["state"] == "transferring", reply
-    return caller, str(status["conversation_id"])
+from tests.transfer.helpers import (
+    TWILIO_ACCOUNT,
+    TWILIO_TOKEN,
+    call_record,
+    dominant_frequency,
+    start_transfer,
+    tone,
+    twilio_settings,
+)
 
 
 async def test_twilio_call_is_signed_bridged_and_recorded(settings: Settings) -> None:
-    async with TwilioStandIn(ACCOUNT, TOKEN) as standin:
-        settings = _twilio(settings, standin)
+    async with TwilioStandIn(TWILIO_ACCOUNT, TWILIO_TOKEN) as standin:
+        settings = twilio_settings(settings, standin)
         await seed(settings)
         async with running_system(settings) as system:
-            caller, conversation_id = await _start_transfer(system.url, "sales")
+            caller, conversation_id = await start_transfer(system.url, "sales")
             call = await standin.wait_for_call()
 
             # The call rings the department's extension on the PBX, naming the conversation.
@@ -109,11 +91,11 @@ async def test_twilio_call_is_signed_bridged_and_recorded(settings: Settings) ->
 
 
 async def test_media_stream_needs_the_calls_one_time_token(settings: Settings) -> None:
-    async with TwilioStandIn(ACCOUNT, TOKEN) as standin:
-        settings = _twilio(settings, standin)
+    async with TwilioStandIn(TWILIO_ACCOUNT, TWILIO_TOKEN) as standin:
+        settings = twilio_settings(settings, standin)
         await seed(settings)
         async with running_system(settings) as system:
-            caller, _ = await _start_transfer(system.url, "support")
+            caller, _ = await start_transfer(system.url, "support")
             call = await standin.wait_for_call()
             media_url = call.twiml.split('url="')[1].split('"')[0] if call.twiml else ""
 
@@ -146,11 +128,11 @@ async def test_media_stream_needs_the_calls_one_time_token(settings: Settings) -
 
 
 async def test_busy_and_ring_timeout(settings: Settings) -> None:
-    async with TwilioStandIn(ACCOUNT, TOKEN) as standin:
-        settings = _twilio(settings, standin, transfer_ring_timeout_s=5)
+    async with TwilioStandIn(TWILIO_ACCOUNT, TWILIO_TOKEN) as standin:
+        settings = twilio_settings(settings, standin, transfer_ring_timeout_s=5)
         await seed(settings)
         async with running_system(settings) as system:
-            caller, conversation_id = await _start_transfer(system.url, "billing")
+            caller, conversation_id = await start_transfer(system.url, "billing")
             call: StandInCall = await standin.wait_for_call(timeout=20)
             assert await standin.finish(call, "busy") == 204
             failed = await caller.wait_for("transfer", state="failed")

@@ -6,6 +6,7 @@ the transfer workflow; the audio always meets the caller's in the edge's bridge.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 
 from pydantic import BaseModel
 
@@ -31,6 +32,13 @@ class AgentLeg(ABC):
     @abstractmethod
     async def dial(self, request: DialRequest) -> str:
         """Starts ringing the agent; returns the leg's id."""
+
+    @abstractmethod
+    async def find_dialled(self, request: DialRequest, since: datetime) -> str | None:
+        """The live leg an earlier dial of this request created since `since`, if any.
+
+        A worker can die after the leg was dialled and before its id was recorded; the
+        retried dial adopts that leg instead of ringing the agent a second time."""
 
     @abstractmethod
     async def hang_up(self, transfer_id: str, leg_id: str, agent_id: int) -> None:

@@ -7,6 +7,7 @@ signals from that edge process."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 import redis.asyncio as aioredis
 
@@ -27,6 +28,11 @@ class BuiltinAgentLeg(AgentLeg):
             events.RingEvent(call=request.screen_pop),
         )
         return f"ring-{secrets.token_hex(8)}"
+
+    async def find_dialled(self, request: DialRequest, since: datetime) -> str | None:
+        # A ring is a message, not a call: nothing outlives a dead worker but the message.
+        # Ringing again is safe, since the edge shows each dashboard one ring per transfer.
+        return None
 
     async def hang_up(self, transfer_id: str, leg_id: str, agent_id: int) -> None:
         await events.publish(

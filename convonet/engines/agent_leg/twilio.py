@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from urllib.parse import quote
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, quote
 from xml.sax.saxutils import quoteattr
 
 import redis.asyncio as aioredis
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.call import CallInstance
 
 from convonet.engines.agent_leg.base import CONVERSATION_HEADER, AgentLeg, DialRequest
 from convonet.settings import Settings
@@ -22,6 +24,10 @@ from convonet.settings import Settings
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 # The media token lives until the call could no longer be connecting.
 TOKEN_GRACE_S = 120
+# A call's status while it may still ring or talk (Twilio's list filters take one each).
+LIVE_STATUSES = ("queued", "ringing", "in-progress")
+# How far Twilio's clock may trail the database's when matching a call to a dial.
+CLOCK_SKEW = timedelta(seconds=5)
 
 
 def media_token_key(transfer_id: str) -> str:
@@ -63,10 +69,13 @@ class TwilioAgentLeg(AgentLeg):
             "</Stream></Connect></Response>"
         )
 
+    def sip_address(self, extension: str) -> str:
+        return f"sip:{extension}@{self.settings.fusionpbx_domain}"
+
     def sip_uri(self, request: DialRequest) -> str:
         # Twilio passes X- query parameters of a SIP URI on as SIP headers.
         header = f"{CONVERSATION_HEADER}={quote(request.conversation_id)}"
-        return f"sip:{request.extension}@{self.settings.fusionpbx_domain}?{header}"
+        return f"{self.sip_address(request.extension)}?{header}"
 
     async def dial(self, request: DialRequest) -> str:
         token = secrets.token_urlsafe(24)
@@ -93,6 +102,39 @@ class TwilioAgentLeg(AgentLeg):
         except TwilioRestException as error:
             raise TwilioLegError(f"Twilio refused the call: {error.status} {error.msg}") from None
         return str(call.sid)
+
+    async def find_dialled(self, request: DialRequest, since: datetime) -> str | None:
+        if since.tzinfo is None:  # SQLite hands back naive UTC
+            since = since.replace(tzinfo=UTC)
+
+        def live_calls() -> list[CallInstance]:
+            return [
+                call
+                for status in LIVE_STATUSES
+                for call in self.client.calls.list(status=status, page_size=50, limit=50)
+            ]
+
+        try:
+            calls = await asyncio.to_thread(live_calls)
+        except TwilioException as error:  # a failed page is not a TwilioRestException
+            raise TwilioLegError(f"Twilio refused to list calls: {error}") from None
+        ours = {
+            call.date_created: call.sid
+            for call in calls
+            if call.sid
+            and call.date_created
+            and call.date_created >= since - CLOCK_SKEW
+            and self._dialled_by(request, call.to or "")
+        }
+        return ours[max(ours)] if ours else None
+
+    def _dialled_by(self, request: DialRequest, to: str) -> bool:
+        """True when a call's `to` is the request's SIP URI (with or without its headers)."""
+        address, _, headers = to.partition("?")
+        if address != self.sip_address(request.extension):
+            return False
+        named = parse_qs(headers).get(CONVERSATION_HEADER)
+        return named is None or named == [request.conversation_id]
 
     async def hang_up(self, transfer_id: str, leg_id: str, agent_id: int) -> None:
         await self.redis.delete(media_token_key(transfer_id))
