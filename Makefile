@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # npm writes this file on every install; it is newer than the lock file once installed.
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: run test chaos install lint typecheck format lock clean
+.PHONY: run test chaos audit install lint typecheck format lock clean
 
 run: install
 	$(VENV)/bin/convonet migrate
@@ -22,6 +22,13 @@ test: install
 CHAOS_ALSO := tests/web/test_api_restart_in_browser.py tests/transfer/test_two_api_processes.py
 chaos: install
 	$(PY) -m pytest -q -s tests/chaos $(CHAOS_ALSO)
+
+# Known vulnerabilities in the pinned Python packages and the dashboard's npm packages.
+# --strict: a package that could not be checked (no vulnerability service reachable) fails
+# the audit instead of passing it.
+audit: install
+	$(VENV)/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r requirements.lock
+	npm audit --omit=dev
 
 install: $(STAMP) $(NODE_STAMP)
 
