@@ -55,3 +55,12 @@ def address_failures(address: str) -> str:
 
 def address_lock(address: str) -> str:
     return f"convonet:authlock:{address}"
+
+
+# A status callback once delivered to its transfer, remembered for longer than Twilio keeps
+# retrying one (its retries stop within minutes), so a replay of it changes nothing.
+TWILIO_CALLBACK_TTL_S = 24 * 3600
+
+
+def twilio_callback(call_sid: str, sequence: str) -> str:
+    return f"convonet:twilio-callback:{call_sid}:{sequence}"

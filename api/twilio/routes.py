@@ -19,6 +19,7 @@ from api.services import EdgeServices
 from api.transfer_signals import signal_leg
 from api.twilio.media import TwilioMediaTransport
 from api.twilio.signature import is_from_twilio
+from convonet import redis_keys
 from convonet.db.models import CallRecord
 from convonet.db.session import session_scope
 from convonet.engines.agent_leg.twilio import media_token_key, token_digest
@@ -65,6 +66,7 @@ STATUS_FORM = {
                     "properties": {
                         "CallSid": {"type": "string"},
                         "CallStatus": {"type": "string", "enum": [*CALL_STATUS, "queued"]},
+                        "SequenceNumber": {"type": "string"},
                     },
                     "additionalProperties": {"type": "string"},
                 }
@@ -96,8 +98,20 @@ async def status_callback(transfer_id: str, request: Request) -> Response:
     if status is None:
         return Response(status_code=204)  # queued / initiated: nothing to tell
     call_sid = params.get("CallSid", "")[:64]
+    # Each progress callback of a call has its own SequenceNumber (the signature covers it):
+    # one already delivered is a replay, or Twilio resending one whose answer it lost, and
+    # is not signalled again.
+    sequence = params.get("SequenceNumber", "")[:12]
+    seen = redis_keys.twilio_callback(call_sid, sequence) if sequence else None
+    if seen and not await services.redis.set(
+        seen, "1", nx=True, ex=redis_keys.TWILIO_CALLBACK_TTL_S
+    ):
+        log.info("status %s for %s already delivered: ignored", status, transfer_id)
+        return Response(status_code=204)
+    delivered = False
     try:
         await signal_leg(services, transfer_id, status, leg_id=call_sid)
+        delivered = True
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             # Never started, or over: retrying (what a 5xx asks Twilio to do) cannot help.
@@ -105,6 +119,9 @@ async def status_callback(transfer_id: str, request: Request) -> Response:
         log.warning("status %s for %s not delivered: %s", status, transfer_id, error.message)
         # 5xx makes Twilio retry the callback.
         raise HTTPException(status_code=503, detail="Try again.") from None
+    finally:
+        if seen and not delivered:
+            await services.redis.delete(seen)  # Twilio's retry of it must get through
     return Response(status_code=204)
 
 

@@ -86,6 +86,7 @@ class PeerCall:
     marks_echoed: int = 0
     clears: int = 0
     media_received: int = 0
+    callbacks_sent: int = 0
     errors: list[str] = field(default_factory=list)
     _play_clock: float = 0.0
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -284,7 +285,10 @@ class TwilioPeer:
             "Direction": "outbound-api",
             "From": call.from_,
             "To": call.to,
+            # Twilio numbers each call's callbacks from 0.
+            "SequenceNumber": str(call.callbacks_sent),
         }
+        call.callbacks_sent += 1
         signature = self.validator.compute_signature(call.status_callback, params)
         try:
             response = await self._http.post(

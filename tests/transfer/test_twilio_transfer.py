@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlparse
 
 import websockets
 from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from convonet.db.models import CallRecord
 from convonet.db.session import session_scope
@@ -27,6 +29,18 @@ from tests.transfer.helpers import (
     tone,
     twilio_settings,
 )
+
+
+async def _leg_signals(client: Client, transfer_id: str) -> list[str]:
+    """The leg statuses signalled to the transfer workflow, in order."""
+    history = await client.get_workflow_handle(transfer_id).fetch_history()
+    return [
+        json.loads(signaled.input.payloads[0].data)["status"]
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and (signaled := event.workflow_execution_signaled_event_attributes).signal_name
+        == "leg_event"
+    ]
 
 
 async def test_twilio_call_is_signed_bridged_and_recorded(settings: Settings) -> None:
@@ -59,7 +73,17 @@ async def test_twilio_call_is_signed_bridged_and_recorded(settings: Settings) ->
             assert (await call_record(settings, conversation_id)).ringing_at is None
 
             assert await standin.ring(call) == 204
-            await caller.wait_for("transfer", state="ringing")
+            ringing_event = await caller.wait_for("transfer", state="ringing")
+            transfer_id = ringing_event["transfer_id"]
+            assert await _leg_signals(system.client, transfer_id) == ["ringing"]
+
+            # A delivered callback replayed, however often, is not signalled again.
+            delivered = call.callbacks[-1].params
+            assert delivered["CallStatus"] == "ringing"
+            replays = [standin.post_callback(call, delivered) for _ in range(20)]
+            assert set(await asyncio.gather(*replays)) == {204}
+            assert await _leg_signals(system.client, transfer_id) == ["ringing"]
+
             assert await standin.answer(call) == 204
             bridged = await caller.wait_for("transfer", state="bridged")
             assert bridged["agent_name"] == "Dana Agent"
