@@ -6,13 +6,11 @@ Scored by word error rate against the sentence spoken; `pytest -s` prints the fi
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import psutil
 import pytest
 
 from convonet.agent.context import TurnContext
@@ -25,7 +23,7 @@ from convonet.engines.stt.domain_lm import (
     dictionary_path,
 )
 from convonet.engines.stt.pocketsphinx import PocketsphinxRecognizer
-from convonet.speech.audio import FRAME_BYTES, duration_ms, frames, silence
+from convonet.speech.audio import FRAME_BYTES, frames, silence
 from tests.speech_samples import speak, word_error_rate
 
 VOICES = ("en-us", "en-gb")
@@ -59,8 +57,6 @@ COMMANDS = (
 class Transcript:
     text: str
     interims: list[str]
-    cpu_s: float
-    audio_ms: int
 
 
 @pytest.fixture(scope="module")
@@ -76,26 +72,10 @@ def _utterance(text: str, voice: str = "en-us") -> bytes:
     return silence(300) + speak(text, voice) + silence(800)
 
 
-def _cpu_s() -> float:
-    """CPU time of this process and of its decoder processes (multiprocessing's spawned
-    children; not the test servers this process also started)."""
-    total = time.process_time()
-    for child in psutil.Process().children():
-        try:
-            if "multiprocessing" in " ".join(child.cmdline()):
-                times = child.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 async def _transcribe(
     recognizer: PocketsphinxRecognizer, vocabulary: Vocabulary, pcm: bytes
 ) -> Transcript:
-    """Feeds 20 ms frames as a browser would; counts the CPU time of recognition (and of
-    the loop feeding it, which is small beside it)."""
-    started = _cpu_s()
+    """Feeds 20 ms frames as a browser would."""
     stream = await recognizer.open(vocabulary)
     interims: list[str] = []
     try:
@@ -104,10 +84,9 @@ async def _transcribe(
             if interim is not None:
                 interims.append(interim)
         text = await stream.finish()
-        cpu = _cpu_s() - started
     finally:
         await stream.aclose()
-    return Transcript(text, interims, cpu, duration_ms(pcm))
+    return Transcript(text, interims)
 
 
 def test_every_command_is_understood_by_the_intent_model() -> None:
@@ -127,7 +106,6 @@ def test_every_command_is_understood_by_the_intent_model() -> None:
 
 async def test_word_error_rate_of_commands(recognizer: PocketsphinxRecognizer) -> None:
     errors = words = 0.0
-    cpu = audio_ms = 0.0
     for voice in VOICES:
         voice_errors = voice_words = 0.0
         for command in COMMANDS:
@@ -135,8 +113,6 @@ async def test_word_error_rate_of_commands(recognizer: PocketsphinxRecognizer) -
             size = len(command.split())
             voice_errors += word_error_rate(command, transcript.text) * size
             voice_words += size
-            cpu += transcript.cpu_s
-            audio_ms += transcript.audio_ms
             if transcript.text != command:
                 print(f"  {voice}: {command!r} -> {transcript.text!r}")
             # Interim text comes while speaking, and only when it changed.
@@ -145,11 +121,9 @@ async def test_word_error_rate_of_commands(recognizer: PocketsphinxRecognizer) -
             f"{voice}: word error rate {voice_errors / voice_words:.1%} ({voice_words:.0f} words)"
         )
         errors, words = errors + voice_errors, words + voice_words
-    real_time_factor = cpu / (audio_ms / 1000)
-    print(f"overall: word error rate {errors / words:.1%}, real-time factor {real_time_factor:.3f}")
+    # What decoding costs is measured by `convonet bench load` (CPU per process), not here.
+    print(f"overall: word error rate {errors / words:.1%}")
     assert errors / words < 0.15
-    # A guard against a configuration that could not keep up live, not a speed figure.
-    assert real_time_factor < 0.2
 
 
 async def test_interim_text_arrives_before_the_end(recognizer: PocketsphinxRecognizer) -> None:
