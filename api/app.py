@@ -20,6 +20,7 @@ from api.health import router as health_router
 from api.metrics import router as metrics_router
 from api.security_headers import SecurityHeaders
 from api.services import EdgeServices
+from api.socket_server import SocketServer
 from api.twilio.routes import router as twilio_router
 from convonet.settings import Settings
 
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> socketio.ASGIApp:
 
     # The pages are served from PUBLIC_BASE_URL, so that origin is always allowed.
     origins = sorted({*settings.cors_origins, settings.public_base_url.rstrip("/")})
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins, logger=False)
+    sio = SocketServer(async_mode="asgi", cors_allowed_origins=origins, logger=False)
     sio.register_namespace(CallerNamespace(services, hub))
     sio.register_namespace(AgentNamespace(services, hub))
     return socketio.ASGIApp(sio, other_asgi_app=api)
