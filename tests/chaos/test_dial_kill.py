@@ -1,12 +1,14 @@
-"""kill -9 of the worker between ringing the agent and recording the leg, in Twilio mode:
-Twilio is already calling the agent's extension when the worker dies. The retried dial on a
-new worker adopts that call; Twilio is never asked for a second one."""
+"""kill -9 of the worker between ringing the agent and recording the leg. In Twilio mode,
+Twilio is already calling the agent's extension when the worker dies: the retried dial on a
+new worker adopts that call, and Twilio is never asked for a second one. In built-in mode the
+dashboard is already ringing: the retry rings again, and the dashboard is shown it once."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+from convonet.agent_client import ScriptedAgent
 from convonet.speech.audio import SAMPLE_BYTES, SAMPLE_RATE
 from tests.chaos.harness import CASE_S, Stack, hold_line, kill9, say
 from tests.standins.twilio_server import TwilioStandIn
@@ -81,3 +83,43 @@ async def test_killed_between_dial_and_record(stack: Stack) -> None:
         say(f"next turn: {back['assistant']!r} (state {back['state']})")
         assert back["state"] == "active" and list(twilio.calls) == [call.sid]
         await caller.close()
+
+
+async def test_killed_between_ring_and_record(stack: Stack) -> None:
+    """kill -9 the worker once the dashboard rings, before the ring is recorded."""
+    async with asyncio.timeout(CASE_S):
+        doomed = await stack.start_worker(fault_dial_delay_s=HOLD_S)
+        agent = ScriptedAgent(stack.url)
+        await agent.login()
+        await agent.wait_for("agent_state", state="ready")
+        say(f"started worker (pid {doomed.pid}); agent dana ready on the dashboard")
+        caller, conversation_id = await start_transfer(stack.url, "sales")
+        ring = (await agent.wait_for("ring", timeout=30))["call"]
+        await stack.wait_log(doomed, hold_line("the dial"), timeout=30)
+        pid = await kill9(doomed)
+        killed = time.monotonic()
+        say(f"the dashboard rang; killed worker (pid {pid}) before it recorded the ring")
+
+        second = await stack.start_worker()
+        say(f"started a new worker (pid {second.pid})")
+        await caller.wait_for("transfer", timeout=RETRY_S, state="ringing")
+        record = await call_record(stack.settings, conversation_id)
+        say(
+            f"the caller was told 'ringing' {time.monotonic() - killed:.1f} s after the kill "
+            f"(leg recorded: {record.leg_id})"
+        )
+        ack = await agent.request("answer", {"transfer_id": ring["transfer_id"]})
+        await caller.wait_for("transfer", timeout=30, state="bridged")
+        rings = [e["call"]["transfer_id"] for e in agent.events["ring"]]
+        say(
+            f"the agent answered (ok={ack['ok']}) and is bridged; rings shown to them: {len(rings)}"
+        )
+        assert ack["ok"] and record.leg_id and rings == [ring["transfer_id"]]
+        assert (await agent.request("hang_up", {"transfer_id": ring["transfer_id"]}))["ok"]
+        await caller.wait_for("transfer", timeout=30, state="ended")
+        await caller.wait_for("assistant", timeout=30)
+        back = await caller.say("what are my todos")
+        say(f"the agent hung up; next turn: {back['assistant']!r} (state {back['state']})")
+        assert back["state"] == "active"
+        await caller.close()
+        await agent.close()
