@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from convonet import events
+from convonet import events, redis_keys
 
 log = logging.getLogger("convonet.api.events")
 
@@ -69,7 +69,7 @@ class EventHub:
                 log.warning("event subscription lost (%s); resubscribing", error)
                 await asyncio.sleep(RETRY_S)
             finally:
-                await pubsub.aclose()
+                await redis_keys.close_pubsub(pubsub)
 
     async def _deliver(self, channel: str, data: str | bytes) -> None:
         handlers = self.handlers.get(channel)

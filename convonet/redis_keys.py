@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import contextlib
 import hashlib
+import logging
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+log = logging.getLogger("convonet.redis")
 
 PIN_HANDOFF_TTL_S = 30
 # A client built from a URL gets no retries from redis-py: a Redis restart would fail every
@@ -27,6 +34,20 @@ def client(url: str, decode_responses: bool = True) -> aioredis.Redis:
         retry_on_error=[ConnectionError, TimeoutError],
         socket_connect_timeout=CONNECT_TIMEOUT_S,
     )
+
+
+# redis-py's PubSub.aclose() can stall on a connection whose reader was just cancelled
+# (redis/redis-py#3941): every caller of this waits at most this long.
+PUBSUB_CLOSE_S = 2.0
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    """Closes a subscription within PUBSUB_CLOSE_S; the socket is dropped if it stalls."""
+    with contextlib.suppress(RedisError, OSError):
+        try:
+            await asyncio.wait_for(pubsub.aclose(), PUBSUB_CLOSE_S)
+        except builtins.TimeoutError:  # the builtin: this module's TimeoutError is redis-py's
+            log.warning("closing a Redis subscription stalled for %.0f s: given up", PUBSUB_CLOSE_S)
 
 
 def token_digest(token: str) -> str:

@@ -7,7 +7,6 @@ drops its oldest frames rather than queueing them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 import time
@@ -17,7 +16,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from convonet import metrics
+from convonet import metrics, redis_keys
 
 log = logging.getLogger("convonet.api.bridge")
 
@@ -89,8 +88,7 @@ class BridgeLink:
                 (sent_at,) = HEADER.unpack_from(data)
                 _put_dropping_oldest(self.inbox, (data[HEADER.size :], sent_at), self)
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+            await redis_keys.close_pubsub(pubsub)
 
     async def _deliver(self) -> None:
         direction: metrics.Direction = "to_caller" if self.side == "caller" else "to_agent"

@@ -191,7 +191,9 @@ async def test_words_without_a_pronunciation_are_left_out(tmp_path: Path) -> Non
 async def test_concurrent_utterances_get_their_own_decoders(
     recognizer: PocketsphinxRecognizer,
 ) -> None:
-    said = ("transfer me to billing", "what's on my calendar tomorrow", "goodbye")
+    # Whole commands, not a lone word: a miss must mean crossed decoders, not one short
+    # word misheard (a lone "goodbye" once came back empty while decoded beside the others).
+    said = ("transfer me to billing", "what's on my calendar tomorrow", "create a todo to buy milk")
     transcripts = await asyncio.gather(
         *(_transcribe(recognizer, VOCABULARY, _utterance(text)) for text in said)
     )
