@@ -191,13 +191,19 @@ async def test_words_without_a_pronunciation_are_left_out(tmp_path: Path) -> Non
 async def test_concurrent_utterances_get_their_own_decoders(
     recognizer: PocketsphinxRecognizer,
 ) -> None:
-    # Whole commands, not a lone word: a miss must mean crossed decoders, not one short
-    # word misheard (a lone "goodbye" once came back empty while decoded beside the others).
+    # Which warm decoder (and so which learned cepstral mean) each stream gets depends on
+    # timing, and a word can be misheard ("buy milk" once came back "buy a real"). Crossed
+    # decoders would show as text nearer another utterance, or as mostly wrong text.
     said = ("transfer me to billing", "what's on my calendar tomorrow", "create a todo to buy milk")
     transcripts = await asyncio.gather(
         *(_transcribe(recognizer, VOCABULARY, _utterance(text)) for text in said)
     )
-    assert [t.text for t in transcripts] == list(said)
+    for own, transcript in zip(said, transcripts, strict=True):
+        error = word_error_rate(own, transcript.text)
+        assert error < 0.5, (own, transcript.text)
+        assert all(
+            error < word_error_rate(other, transcript.text) for other in said if other != own
+        )
 
 
 async def test_a_finished_stream_refuses_more_audio(recognizer: PocketsphinxRecognizer) -> None:

@@ -7,10 +7,17 @@ retry must adopt the leg the first attempt created, not dial another.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from convonet import redis_keys
 from convonet.agent_client import ScriptedAgent
+from convonet.engines.agent_leg.base import DialRequest
+from convonet.engines.agent_leg.twilio import TwilioAgentLeg
+from convonet.screen_pop import CallerCard, ScreenPop
 from convonet.seed import seed
 from convonet.settings import Settings
 from tests.standins.twilio_server import TwilioStandIn
@@ -92,3 +99,48 @@ async def test_builtin_dial_retry_rings_the_dashboard_once(settings: Settings) -
         await caller.wait_for("transfer", state="ended")
         await caller.close()
         await agent.close()
+
+
+def _dial_request(extension: str, conversation_id: str) -> DialRequest:
+    pop = ScreenPop(
+        transfer_id=f"{conversation_id}-transfer-1",
+        call_record_id=1,
+        conversation_id=conversation_id,
+        department="sales",
+        caller=CallerCard(name="Alice Martin"),
+    )
+    return DialRequest(
+        transfer_id=pop.transfer_id,
+        conversation_id=conversation_id,
+        agent_id=1,
+        extension=extension,
+        ring_timeout_s=20,
+        screen_pop=pop,
+    )
+
+
+async def test_twilio_finds_only_the_live_call_of_the_same_dial(settings: Settings) -> None:
+    async with TwilioStandIn(TWILIO_ACCOUNT, TWILIO_TOKEN, auto_initiated=False) as standin:
+        settings = twilio_settings(settings, standin)
+        redis = redis_keys.client(settings.effective_redis_url)
+        leg = TwilioAgentLeg(settings, redis)
+        try:
+            since = datetime.now(UTC)
+            ours = _dial_request("2001", "conv-a")
+            assert await leg.find_dialled(ours, since) is None
+
+            ended = await leg.dial(ours)
+            await asyncio.to_thread(leg.client.calls(ended).update, status="canceled")
+            await leg.dial(_dial_request("2002", "conv-a"))  # another extension
+            await leg.dial(_dial_request("2001", "conv-b"))  # another conversation
+            assert await leg.find_dialled(ours, since) is None
+
+            live = await leg.dial(ours)
+            assert await leg.find_dialled(ours, since) == live
+            later = datetime.now(UTC) + timedelta(minutes=1)  # dialled before this dial began
+            assert await leg.find_dialled(ours, later) is None
+            # SQLite hands back naive UTC timestamps.
+            assert await leg.find_dialled(ours, since.replace(tzinfo=None)) == live
+        finally:
+            await leg.aclose()
+            await redis.aclose()
