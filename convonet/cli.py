@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from convonet.log_filters import NoWireFrames
 from convonet.settings import ConfigError, Settings, load_settings
@@ -62,14 +64,26 @@ def _api(settings: Settings, _args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     AnnouncingServer(config, app.engineio_server).run()
-    return 0
+    _exit_past_finalization(0)
 
 
 def _worker(settings: Settings, _args: argparse.Namespace) -> int:
     from worker import run_worker
 
     asyncio.run(run_worker(settings))
-    return 0
+    _exit_past_finalization(0)
+
+
+def _exit_past_finalization(code: int) -> NoReturn:
+    """Ends a process that held a Temporal client once its work is done and flushed.
+
+    The SDK's native threads can call into Python while the interpreter finalizes, which
+    aborts a process that had shut down cleanly (SIGABRT, "PyGILState_Release: thread state
+    must be current", temporalio/sdk-python#300), so finalization is skipped."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _dev(settings: Settings, _args: argparse.Namespace) -> int:
