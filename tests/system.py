@@ -18,6 +18,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
 from api.app import create_app
+from convonet.call_client import ScriptedCaller
 from convonet.settings import Settings
 from convonet.temporal_client import connect
 from worker import running_worker
@@ -77,6 +78,15 @@ async def running_system(
                 yield RunningSystem(settings, client, url)
         else:
             yield RunningSystem(settings, client, url)
+
+
+async def logged_in_caller(url: str) -> tuple[ScriptedCaller, str]:
+    """A caller connected to the API at `url` and logged in as the demo user; and the id of
+    their conversation."""
+    caller = ScriptedCaller(url)
+    status = await caller.connect()
+    await caller.login("1234")
+    return caller, str(status["conversation_id"])
 
 
 def payload_text(history: WorkflowHistory) -> str:

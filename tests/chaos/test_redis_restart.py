@@ -9,6 +9,7 @@ from convonet.call_client import ScriptedCaller
 from convonet.speech.audio import SAMPLE_BYTES, SAMPLE_RATE, silence
 from tests.chaos.harness import CASE_S, Stack, say
 from tests.speech_samples import speak
+from tests.system import logged_in_caller
 
 TURN_S = 60.0
 # How long Redis stays down: about what a service manager's restart takes.
@@ -20,10 +21,7 @@ async def test_redis_restart_mid_utterance(stack: Stack) -> None:
     async with asyncio.timeout(CASE_S):
         worker = await stack.start_worker()
         say(f"started worker (pid {worker.pid}); Redis at {stack.settings.effective_redis_url}")
-        caller = ScriptedCaller(stack.url)
-        status = await caller.connect()
-        conversation_id = status["conversation_id"]
-        await caller.login("1234")
+        caller, conversation_id = await logged_in_caller(stack.url)
         first = await caller.say("add a todo to buy apples")
         say(f"turn 1 before the restart: {first['assistant']!r}")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from convonet.call_client import ScriptedCaller
 from tests.chaos.harness import CASE_S, Stack, say
 from tests.speech_samples import speak
+from tests.system import logged_in_caller
 from workflows.conversation.models import workflow_id_for
 
 TURN_S = 60.0
@@ -19,10 +19,7 @@ async def test_temporal_restart_mid_call(stack: Stack) -> None:
     async with asyncio.timeout(CASE_S):
         worker = await stack.start_worker()
         say(f"started worker (pid {worker.pid}); Temporal at {stack.settings.temporal_address}")
-        caller = ScriptedCaller(stack.url)
-        status = await caller.connect()
-        conversation_id = status["conversation_id"]
-        await caller.login("1234")
+        caller, conversation_id = await logged_in_caller(stack.url)
         first = await caller.say("add a todo to buy apples")
         say(f"turn 1 before the restart: {first['assistant']!r}")
         handle = (await stack.temporal()).get_workflow_handle(workflow_id_for(conversation_id))

@@ -16,6 +16,7 @@ from convonet.db.models import Agent, CallRecord
 from convonet.db.session import session_scope
 from convonet.speech.audio import SAMPLE_BYTES, SAMPLE_RATE
 from tests.chaos.harness import CASE_S, Stack, kill9, say
+from tests.system import logged_in_caller
 from tests.transfer.helpers import call_record, tone
 
 # A transfer activity running on a killed worker is retried after its start-to-close timeout
@@ -33,10 +34,7 @@ async def test_transfer_survives_worker_kills(stack: Stack) -> None:
         await agent.login()
         await agent.wait_for("agent_state", state="ready")
         say("agent dana logged in to the dashboard, ready")
-        caller = ScriptedCaller(stack.url)
-        status = await caller.connect()
-        conversation_id = status["conversation_id"]
-        await caller.login("1234")
+        caller, conversation_id = await logged_in_caller(stack.url)
         reply = await caller.say("transfer me to sales")
         assert reply["state"] == "transferring", reply
         pid = await kill9(doomed)

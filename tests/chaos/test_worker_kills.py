@@ -13,23 +13,16 @@ from typing import Any
 
 import pytest
 
-from convonet.call_client import ScriptedCaller
 from convonet.dev_supervisor import ManagedProcess
 from convonet.settings import FAULT_SETTINGS, ConfigError, load_settings
 from convonet.speech import streams
 from convonet.speech.audio import FRAME_BYTES, FRAME_MS, SAMPLE_BYTES, SAMPLE_RATE, silence
 from tests.chaos.harness import CASE_S, Stack, hold_line, identity, kill9, say
 from tests.speech_samples import speak
+from tests.system import logged_in_caller
 
 HOLD_S = 40.0  # longer than any case waits: the kill always comes first
 TURN_S = 90.0  # a killed worker's turn: ~10 s of workflow task timeout, then the work again
-
-
-async def _logged_in(stack: Stack) -> tuple[ScriptedCaller, str]:
-    caller = ScriptedCaller(stack.url)
-    status = await caller.connect()
-    await caller.login("1234")
-    return caller, str(status["conversation_id"])
 
 
 async def _check_once(
@@ -66,7 +59,7 @@ async def test_killed_while_transcribing(stack: Stack) -> None:
     async with asyncio.timeout(CASE_S):
         doomed = await stack.start_worker()
         say(f"started worker (pid {doomed.pid})")
-        caller, conversation_id = await _logged_in(stack)
+        caller, conversation_id = await logged_in_caller(stack.url)
         utterance = speak("create a todo to buy milk") + silence(1500)
         half = len(utterance) // 2 // SAMPLE_BYTES * SAMPLE_BYTES
         await caller.open_mic()
@@ -103,7 +96,7 @@ async def test_killed_in_llm_step(stack: Stack) -> None:
     async with asyncio.timeout(CASE_S):
         doomed = await stack.start_worker(fault_llm_delay_s=HOLD_S)
         say(f"started worker (pid {doomed.pid}) holding each LLM step open")
-        caller, conversation_id = await _logged_in(stack)
+        caller, conversation_id = await logged_in_caller(stack.url)
         text = "add a todo to water the plants"
         turn = asyncio.create_task(caller.request("text_turn", {"text": text, "speak": True}))
         await stack.wait_log(doomed, hold_line("the LLM step"), timeout=30)
@@ -133,7 +126,7 @@ async def test_killed_in_tool_call_after_commit(stack: Stack) -> None:
     async with asyncio.timeout(CASE_S):
         doomed = await stack.start_worker(fault_tool_delay_after_commit_s=HOLD_S)
         say(f"started worker (pid {doomed.pid}) holding each tool call open after its commit")
-        caller, conversation_id = await _logged_in(stack)
+        caller, conversation_id = await logged_in_caller(stack.url)
         text = "add a todo buy bread"
         turn = asyncio.create_task(caller.say(text))
         await stack.wait_log(doomed, hold_line("tool create_todo after its commit"), timeout=30)
@@ -163,7 +156,7 @@ async def test_killed_while_speaking(stack: Stack) -> None:
     async with asyncio.timeout(CASE_S):
         doomed = await stack.start_worker(fault_speak_delay_s=HOLD_S)
         say(f"started worker (pid {doomed.pid}) pausing each reply after its first audio")
-        caller, conversation_id = await _logged_in(stack)
+        caller, conversation_id = await logged_in_caller(stack.url)
         text = "add a todo to call the plumber"
         turn = asyncio.create_task(caller.request("text_turn", {"text": text, "speak": True}))
         await stack.wait_log(doomed, hold_line("the reply mid sentence"), timeout=30)

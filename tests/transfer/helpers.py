@@ -11,6 +11,7 @@ from convonet.db.models import CallRecord
 from convonet.db.session import session_scope
 from convonet.settings import Settings
 from tests.standins.twilio_server import TwilioStandIn
+from tests.system import logged_in_caller
 
 TWILIO_ACCOUNT = "AC" + "0123456789abcdef" * 2
 TWILIO_TOKEN = "test-auth-token-" + "x" * 16
@@ -55,9 +56,7 @@ async def call_record(settings: Settings, conversation_id: str) -> CallRecord:
 
 async def start_transfer(url: str, department: str) -> tuple[ScriptedCaller, str]:
     """A caller logged in with the demo PIN who asked for `department`; and the conversation."""
-    caller = ScriptedCaller(url)
-    status = await caller.connect()
-    await caller.login("1234")
+    caller, conversation_id = await logged_in_caller(url)
     reply = await caller.say(f"transfer me to {department}")
     assert reply["state"] == "transferring", reply
-    return caller, str(status["conversation_id"])
+    return caller, conversation_id
